@@ -33,7 +33,7 @@ def count(testlogs: Path) -> tuple[int, int, int, int]:
 
 
 def main(argv: list[str]) -> int:
-    testlogs = Path(argv[1]) if len(argv) > 1 else Path("bazel-testlogs")
+    testlogs = Path(argv[1]) if len(argv) > 1 else Path(".bazel/testlogs")
     if not testlogs.exists():
         print("summary: no test logs (the build failed before any test ran)")
         print("0 passed, 1 failed")
