@@ -1,0 +1,1 @@
+"""servesweep analysis: read result files, join with cost, find the cheapest Config within the SLO."""

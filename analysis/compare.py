@@ -1,0 +1,42 @@
+"""Per-Config differences between two analysed sweeps (e.g. a re-run against its baseline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.analyze import Analysis, analyze
+from analysis.throughput import Slo
+
+COMPARED = ("slo_rps", "p99_ms_at_slo", "p99_ms_run", "error_rate", "cost_per_hour", "usd_per_million")
+
+
+def compare(before: Analysis, after: Analysis) -> pd.DataFrame:
+    """One row per config_id in either sweep: before/after values, delta and relative change.
+
+    `presence` is 'both', 'before_only' or 'after_only'; `valid_before`/`valid_after` carry
+    validity so a change between an invalid and a valid run is visible.
+    """
+    keep = ["config_id", "name", "valid", *COMPARED]
+    b = before.table[keep].rename(columns={c: f"{c}_before" for c in keep[2:]})
+    a = after.table[keep].rename(columns={c: f"{c}_after" for c in keep[2:]})
+    df = b.merge(a, on="config_id", how="outer", suffixes=("", "_new"), indicator=True)
+    df["name"] = df["name"].fillna(df.pop("name_new"))
+    df["presence"] = df.pop("_merge").map({"both": "both", "left_only": "before_only", "right_only": "after_only"})
+    for c in COMPARED:
+        df[f"{c}_delta"] = df[f"{c}_after"] - df[f"{c}_before"]
+        base = df[f"{c}_before"].where(df[f"{c}_before"] != 0)
+        df[f"{c}_change"] = df[f"{c}_delta"] / base
+    order = ["config_id", "name", "presence", "valid_before", "valid_after"]
+    for c in COMPARED:
+        order += [f"{c}_before", f"{c}_after", f"{c}_delta", f"{c}_change"]
+    return df[order].sort_values("config_id").reset_index(drop=True)
+
+
+def compare_sweeps(before_dir: Path | str, after_dir: Path | str, *, pricing_csv: Path | str | None = None,
+                   slo_p99_ms: float = 1000.0, slo_error_rate: float = 0.01) -> pd.DataFrame:
+    """Analyse two results directories under the same SLO and prices, then `compare` them."""
+    slo = Slo(p99_ms=slo_p99_ms, error_rate=slo_error_rate)
+    return compare(analyze(before_dir, pricing_csv=pricing_csv, slo=slo),
+                   analyze(after_dir, pricing_csv=pricing_csv, slo=slo))

@@ -1,0 +1,41 @@
+import json
+import shutil
+
+import pytest
+
+from analysis.analyze import analyze
+from analysis.compare import compare, compare_sweeps
+from analysis.testdata.make_fixtures import FIXTURE_SWEEP
+from analysis.throughput import Slo
+
+
+def test_compare_with_itself_has_zero_deltas():
+    a = analyze(FIXTURE_SWEEP)
+    df = compare(a, a)
+    assert len(df) == 5 and (df["presence"] == "both").all()
+    assert (df["slo_rps_delta"] == 0).all()
+    assert (df["valid_before"] == df["valid_after"]).all()
+
+
+def test_compare_sweeps_uses_one_slo_for_both(tmp_path):
+    df = compare_sweeps(FIXTURE_SWEEP, FIXTURE_SWEEP, slo_p99_ms=500.0)
+    strict = analyze(FIXTURE_SWEEP, slo=Slo(p99_ms=500.0)).table.set_index("config_id")["slo_rps"]
+    assert (df.set_index("config_id")["slo_rps_after"] == strict[df["config_id"]].to_numpy()).all()
+
+
+def test_compare_added_removed_and_changed(tmp_path):
+    after = tmp_path / "after"
+    shutil.copytree(FIXTURE_SWEEP, after)
+    shutil.rmtree(after / "c-0a2f4b6c8d")
+    shutil.copytree(FIXTURE_SWEEP / "c-1b3e5d7f9a", after / "c-new")
+    rec = json.loads((after / "c-new" / "run.json").read_text())
+    rec["config"]["id"], rec["config"]["name"] = "c-new", "new"
+    (after / "c-new" / "run.json").write_text(json.dumps(rec))
+    run = after / "c-2c4a6e8b0d" / "run.json"
+    rec = json.loads(run.read_text())
+    rec["config"]["shape"]["nodes"] = 4  # twice the nodes: twice the cost
+    run.write_text(json.dumps(rec))
+    df = compare(analyze(FIXTURE_SWEEP), analyze(after)).set_index("config_id")
+    assert df.loc["c-0a2f4b6c8d", "presence"] == "before_only"
+    assert df.loc["c-new", "presence"] == "after_only" and df.loc["c-new", "name"] == "new"
+    assert df.loc["c-2c4a6e8b0d", "cost_per_hour_change"] == pytest.approx(1.0)

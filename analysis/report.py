@@ -1,0 +1,102 @@
+"""build_report: analysis -> report/index.html, summary.md, table.csv and figures/*.png."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import figures, html_page
+from analysis.analyze import Analysis, analyze
+from analysis.throughput import Slo
+
+TABLE_SCHEMA = "servesweep.table/1"
+SUMMARY_COLUMNS = [("name", "config", None), ("valid", "valid", None), ("slo_rps", "req/s in SLO", "{:.1f}"),
+                   ("p99_ms_at_slo", "p99 ms @SLO", "{:.0f}"), ("cost_per_hour", "USD/h", "{:.4f}"),
+                   ("cost_per_day", "USD/24h", "{:.2f}"), ("usd_per_million", "USD/1M req", "{:.2f}"),
+                   ("pareto", "Pareto", None)]
+
+
+@dataclass(frozen=True, eq=False)
+class Report:
+    """Where the report was written and what it concluded."""
+
+    out_dir: Path
+    index_html: Path
+    summary_md: Path
+    table_csv: Path
+    figures: tuple[Path, ...]
+    analysis: Analysis
+
+    @property
+    def recommendation(self) -> str:
+        return self.analysis.recommendation.text
+
+    @property
+    def recommended_id(self) -> str | None:
+        return self.analysis.recommendation.config_id
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self.analysis.table
+
+
+def _md_cell(v, fmt: str | None, column: str = "") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else ("**NO**" if column == "valid" else "no")
+    return fmt.format(v) if fmt else str(v).replace("|", "\\|")
+
+
+def summary_markdown(a: Analysis) -> str:
+    lines = [f"# servesweep report — {a.results.sweep_id}", "", f"**Recommendation.** {a.recommendation.text}", "",
+             f"SLO: {a.slo_text}. Target: {f'{a.target_rps:g} req/s' if a.target_rps else 'none given'}. "
+             f"Pricing: `{a.prices.path.name}`.", "",
+             "| " + " | ".join(h for _, h, _ in SUMMARY_COLUMNS) + " |",
+             "|" + "---|" * len(SUMMARY_COLUMNS)]
+    for r in a.table.to_dict("records"):
+        lines.append("| " + " | ".join(_md_cell(r[c], f, c) for c, _, f in SUMMARY_COLUMNS) + " |")
+    invalid = a.table[~a.table["valid"].astype(bool)]
+    if not invalid.empty:
+        lines += ["", "Invalid runs (shown, never recommended):"]
+        lines += [f"- {r.name} ({r.config_id}): {r.validity_reasons}" for r in invalid.itertuples(index=False)]
+    if a.unmeasured:
+        lines += ["", "Not measured (in sweep.json, no results): " + ", ".join(a.unmeasured)]
+    lines += ["", "Figures: " + ", ".join(f"`figures/{n}`" for n in figures.FIGURES), ""]
+    return "\n".join(lines)
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        f.write(f"# {TABLE_SCHEMA}\n")
+        table.to_csv(f, index=False, lineterminator="\n")
+
+
+def build_report(results_dir: Path | str, *, pricing_csv: Path | str | None = None, slo_p99_ms: float = 1000.0,
+                 slo_error_rate: float = 0.01, target_rps: float | None = None, out_dir: Path | str) -> Report:
+    """Analyse `results_dir` and write the report into `out_dir` (created if needed).
+
+    Raises analysis.errors.ResultsError (message names the file) for bad or missing input,
+    ValueError for a bad SLO or target.
+    """
+    a = analyze(results_dir, pricing_csv=pricing_csv, slo=Slo(p99_ms=slo_p99_ms, error_rate=slo_error_rate),
+                target_rps=target_rps)
+    out = Path(out_dir)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    rendered = figures.render_all(a)
+    paths = []
+    for name, (_, png) in rendered.items():
+        (fig_dir / name).write_bytes(png)
+        paths.append(fig_dir / name)
+    index = out / "index.html"
+    index.write_text(html_page.render(a, rendered), encoding="utf-8")
+    summary = out / "summary.md"
+    summary.write_text(summary_markdown(a), encoding="utf-8")
+    table = out / "table.csv"
+    write_table(a.table, table)
+    return Report(out_dir=out, index_html=index, summary_md=summary, table_csv=table, figures=tuple(paths),
+                  analysis=a)

@@ -1,0 +1,83 @@
+"""CLI: bazel run //analysis:report -- RESULTS_DIR [--pricing CSV] [--slo-p99 1s] [--slo-errors 1%]
+[--target-rps N] [--out DIR]"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from analysis.errors import ResultsError
+from analysis.report import build_report
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*$")
+
+
+def parse_duration_ms(text: str) -> float:
+    """'1s' -> 1000.0, '250ms' -> 250.0, '0.5' -> 500.0 (bare numbers are seconds)."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 1s, 250ms)")
+    value, unit = float(m.group(1)), m.group(2) or "s"
+    ms = value * {"ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+    if ms <= 0:
+        raise ValueError(f"duration must be positive: {text!r}")
+    return ms
+
+
+def parse_fraction(text: str) -> float:
+    """'1%' -> 0.01, '0.5%' -> 0.005, '0.01' -> 0.01."""
+    t = text.strip()
+    try:
+        value = float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
+    except ValueError:
+        raise ValueError(f"not a rate: {text!r} (use e.g. 1% or 0.01)") from None
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"error rate must be in [0, 100%): {text!r}")
+    return value
+
+
+def _resolve(path: str) -> Path:
+    """User paths are relative to where `bazel run` was invoked."""
+    p = Path(path).expanduser()
+    base = os.environ.get("BUILD_WORKING_DIRECTORY")
+    return p if p.is_absolute() or not base else Path(base) / p
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("results_dir")
+@click.option("--pricing", "pricing", default=None, metavar="CSV",
+              help="Pricing CSV (servesweep.pricing/1); default: bundled GCP E2 us-central1 rates.")
+@click.option("--slo-p99", default="1s", show_default=True, help="p99 latency bound (e.g. 1s, 250ms).")
+@click.option("--slo-errors", default="1%", show_default=True, help="Error-rate bound (e.g. 1%, 0.005).")
+@click.option("--target-rps", type=float, default=None, help="Traffic to serve; recommend the cheapest way.")
+@click.option("--out", "out", default=None, metavar="DIR", help="Report directory [default: RESULTS_DIR/report].")
+def main(results_dir: str, pricing: str | None, slo_p99: str, slo_errors: str, target_rps: float | None,
+         out: str | None) -> None:
+    """Analyse RESULTS_DIR (a sweep or one run) and write index.html, summary.md, table.csv, figures/."""
+    try:
+        p99_ms, err = parse_duration_ms(slo_p99), parse_fraction(slo_errors)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    if target_rps is not None and target_rps <= 0:
+        raise click.BadParameter(f"--target-rps must be positive, got {target_rps:g}")
+    results = _resolve(results_dir)
+    out_dir = _resolve(out) if out else results / "report"
+    try:
+        report = build_report(results, pricing_csv=_resolve(pricing) if pricing else None, slo_p99_ms=p99_ms,
+                              slo_error_rate=err, target_rps=target_rps, out_dir=out_dir)
+    except (ResultsError, ValueError) as e:
+        click.echo(f"report: error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("report: interrupted", err=True)
+        sys.exit(130)
+    click.echo(report.recommendation)
+    click.echo(f"report: {report.index_html}")
+
+
+if __name__ == "__main__":
+    main()
