@@ -1,0 +1,208 @@
+"""bench/serving: ResNet50 images/s through the local server (HTTP) vs in-process TensorFlow.
+
+Same SavedModel, same intra/inter-op threads, same batch size, in the same run: the
+ratio server / in-process is the server's overhead (HTTP, JSON, batching). Measured one
+after the other, never at the same time. Payloads: `b64` (a JPEG through `serving_bytes`,
+decoding inside the model on both sides) and `tensor` (the seed's pixels as a JSON array
+through `serving_default`; parsing that JSON is the REST API's cost).
+
+Server settings measured: batching off (each request carries `batch` images), and batching
+on with several max_batch_size / batch_timeout_micros (each request one image, 2 x
+max_batch_size concurrent clients, as TF Serving's batching guide advises).
+
+  bazel run //bench/serving:bench -- [--model-dir DIR] [--threads 2] [--seconds 12]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from serving import launcher
+from serving.config import BatchingParameters, ServingConfig
+
+MODEL_NAME = "resnet"
+# (label, batching parameters or None)
+SERVER_SETTINGS = (
+    ("off", None),
+    ("on mbs=8 t=0", BatchingParameters(max_batch_size=8, batch_timeout_micros=0, max_enqueued_batches=1000)),
+    ("on mbs=8 t=2ms", BatchingParameters(max_batch_size=8, batch_timeout_micros=2000, max_enqueued_batches=1000)),
+)
+
+
+def _payloads(seed: int = 0) -> dict[str, tuple[str, str, object]]:
+    """payload kind -> (signature, input name, one instance as a JSON value)."""
+    import tensorflow as tf
+
+    from model import signatures as sig
+    from model import warmup
+
+    pixels = warmup.sample_pixels(seed)
+    jpeg = tf.io.encode_jpeg(pixels, quality=90).numpy()
+    return {
+        "b64": (sig.BYTES_SIGNATURE, sig.BYTES_INPUT, {"b64": base64.b64encode(jpeg).decode()}),
+        # 0-255 integer pixels, as loadgen's tensor payload sends them
+        "tensor": (sig.DEFAULT_SIGNATURE, sig.IMAGE_INPUT, pixels.astype(int).tolist()),
+    }
+
+
+def _export(out: Path) -> Path:
+    from model import exporter
+
+    click.echo("exporting ResNet50 (random weights) ...", err=True)
+    exporter.export(exporter.ExportOptions(out=out, name=MODEL_NAME, arch="resnet50"))
+    return out / MODEL_NAME
+
+
+def _percentiles(latencies_us: list[int]) -> tuple[float, float]:
+    from hdrh.histogram import HdrHistogram
+
+    h = HdrHistogram(1, 60_000_000, 3)
+    for v in latencies_us:
+        h.record_value(max(1, v))
+    return h.get_value_at_percentile(50) / 1000, h.get_value_at_percentile(99) / 1000
+
+
+# --- in-process TensorFlow -------------------------------------------------------------------
+
+
+class InProcess:
+    """Direct signature calls on the same SavedModel, in this process (same thread settings)."""
+
+    def __init__(self, model_dir: Path, payloads) -> None:
+        import tensorflow as tf
+
+        version = max(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
+        self._loaded = tf.saved_model.load(str(model_dir / str(version)))
+        self._payloads = payloads
+
+    def measure(self, kind: str, batch: int, seconds: float) -> tuple[float, float, float]:
+        """images/s, p50 ms, p99 ms."""
+        import numpy as np
+        import tensorflow as tf
+
+        signature, name, instance = self._payloads[kind]
+        fn = self._loaded.signatures[signature]
+        if kind == "b64":
+            data = tf.constant([base64.b64decode(instance["b64"])] * batch)
+        else:
+            data = tf.constant(np.asarray([instance] * batch, np.float32))
+        for _ in range(2):
+            fn(**{name: data})
+        latencies, images, started = [], 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            t = time.perf_counter()
+            fn(**{name: data})["probabilities"].numpy()
+            latencies.append(int((time.perf_counter() - t) * 1e6))
+            images += batch
+        p50, p99 = _percentiles(latencies)
+        return images / (time.perf_counter() - started), p50, p99
+
+
+# --- through the server -------------------------------------------------------------------------
+
+
+async def _closed_loop(url: str, body: bytes, clients: int, images_per_request: int, seconds: float, warmup: float):
+    import aiohttp
+
+    latencies, errors = [], {}
+    images = 0
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients), timeout=timeout) as session:
+        start = time.perf_counter()
+        measure_from = start + warmup
+        end = measure_from + seconds
+
+        async def client():
+            nonlocal images
+            while (now := time.perf_counter()) < end:
+                async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+                    await r.read()
+                    done = time.perf_counter()
+                    if now >= measure_from:
+                        if r.status == 200:
+                            latencies.append(int((done - now) * 1e6))
+                            images += images_per_request
+                        else:
+                            errors[r.status] = errors.get(r.status, 0) + 1
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+    return images / seconds, latencies, errors
+
+
+def measure(model_dir: Path, payloads, direct: InProcess, threads: int, batches: list[int], seconds: float,
+            workdir: Path):
+    """Each server point is bracketed by in-process runs of the same batch size (the machine is shared)."""
+    rows = []
+    for label, params in SERVER_SETTINGS:
+        config = ServingConfig(model_name=MODEL_NAME, intra_op=threads, inter_op=threads,
+                               enable_batching=params is not None, batching=params)
+        work = workdir / label.replace(" ", "_")
+        server = launcher.launch(config, model_base_path=model_dir, rest_port=0, workdir=work, local=True)
+        try:
+            server.wait_available(300)
+            url = f"{server.url}/v1/models/{MODEL_NAME}:predict"
+            for kind, (signature, _name, instance) in payloads.items():
+                if params is None:
+                    shapes = [(b, b, 1) for b in batches]  # (batch size, images per request, clients)
+                else:
+                    shapes = [(params.max_batch_size, 1, 2 * params.max_batch_size)]
+                for batch, per_request, clients in shapes:
+                    before = direct.measure(kind, batch, seconds / 2)
+                    doc = {"signature_name": signature, "instances": [instance] * per_request}
+                    body = json.dumps(doc, separators=(",", ":")).encode()
+                    rate, lat, errors = asyncio.run(_closed_loop(url, body, clients, per_request, seconds, warmup=3))
+                    after = direct.measure(kind, batch, seconds / 2)
+                    ref = (before[0] + after[0]) / 2
+                    p50, p99 = _percentiles(lat) if lat else (float("nan"), float("nan"))
+                    rows.append((label, kind, batch, clients, len(body), rate, p50, p99, ref, before[1], errors))
+                    click.echo(f"  {label:16s} {kind:6s} batch {batch:2d}: server {rate:6.1f} img/s, "
+                               f"in-process {before[0]:.1f} / {after[0]:.1f} img/s", err=True)
+        finally:
+            server.stop()
+    return rows
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model-dir", default=None,
+              help="Model base path (version dirs). Default: export ResNet50 to a temp dir.")
+@click.option("--threads", default=2, show_default=True, help="intra_op = inter_op threads, server and in-process.")
+@click.option("--seconds", default=12.0, show_default=True, help="Measured seconds per point (after 3 s warm-up).")
+@click.option("--batches", default="1,8", show_default=True, help="Batch sizes with batching off.")
+@click.option("--payloads", "kinds", default="b64,tensor", show_default=True)
+def main(model_dir, threads, seconds, batches, kinds) -> None:
+    """Print images/s and latency, server vs in-process TF, and their ratio."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    batch_sizes = sorted({int(b) for b in batches.split(",")})
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        if model_dir:
+            base = Path(os.environ.get("BUILD_WORKING_DIRECTORY", "."), model_dir).resolve()
+        else:
+            base = _export(Path(tmp) / "models")
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        payloads = {k: v for k, v in _payloads().items() if k in kinds.split(",")}
+        direct = InProcess(base, payloads)
+        rows = measure(base, payloads, direct, threads, batch_sizes, seconds, Path(tmp) / "work")
+
+    click.echo(f"\nResNet50, {threads} intra/inter-op threads, {os.cpu_count()} CPUs, {seconds:.0f} s per point; "
+               "in-proc = mean of in-process TF just before and after the point, same batch size")
+    click.echo(f"{'server':16s} {'payload':7s} {'batch':>5s} {'clients':>7s} {'body':>8s} {'img/s':>7s} "
+               f"{'p50 ms':>7s} {'p99 ms':>7s} {'in-proc':>7s} {'ip p50':>7s} {'ratio':>6s}  errors")
+    for label, kind, batch, clients, size, rate, p50, p99, ref, ref_p50, errors in rows:
+        click.echo(f"{label:16s} {kind:7s} {batch:5d} {clients:7d} {size:8d} {rate:7.1f} {p50:7.1f} {p99:7.1f} "
+                   f"{ref:7.1f} {ref_p50:7.1f} {rate / ref:6.2f}  {errors or ''}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

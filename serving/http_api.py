@@ -1,0 +1,324 @@
+"""TF Serving's REST API on aiohttp (tensorflow_serving/model_servers/http_rest_api_handler.cc).
+
+Same routing regexes, order of checks, status codes and `{"error": ...}` bodies as
+`tensorflow_model_server --rest_api_port`, plus the Prometheus endpoint on the same port.
+The local server's own additions: a request body limit (413) and a bind address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import os
+import re
+import time
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+from serving import json_tensor
+from serving.batching import BatchScheduler
+from serving.config import ServingConfig
+from serving.json_tensor import ApiError, invalid
+from serving.metrics import ServerMetrics
+from serving.servable import Model, Servable
+
+DEFAULT_MAX_BODY_BYTES = 64 * 2**20
+log = logging.getLogger(__name__)
+
+V1_RE = re.compile(r"(?i)/v1/.*")
+PREDICT_RE = re.compile(
+    r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.ASCII
+)
+STATUS_RE = re.compile(
+    r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:\/(metadata))?", re.ASCII
+)
+
+# ToHTTPStatusCode (http_rest_api_util.cc).
+HTTP_STATUS = {
+    "OK": 200,
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INTERNAL": 500,
+    "DATA_LOSS": 500,
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "ABORTED": 409,
+    "PERMISSION_DENIED": 403,
+    "RESOURCE_EXHAUSTED": 429,
+    "UNIMPLEMENTED": 501,
+    "UNAVAILABLE": 503,
+    "UNAUTHENTICATED": 401,
+}
+# libevent's evhttp_send_error body for paths outside /v1/.
+NOT_FOUND_HTML = "<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n</BODY></HTML>\n"
+INT64_MAX = 2**63 - 1
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+
+
+def _json_response(status: int, body: bytes) -> web.Response:
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+def error_response(err: ApiError) -> web.Response:
+    return _json_response(HTTP_STATUS.get(err.code, 500), json_tensor.error_body(err.message))
+
+
+class RestApi:
+    """The REST handler for one model (the local server serves exactly one)."""
+
+    def __init__(
+        self,
+        model: Model,
+        config: ServingConfig,
+        *,
+        metrics: ServerMetrics | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        schedulable_cpus: int | None = None,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.metrics = metrics or ServerMetrics()
+        self.max_body_bytes = max_body_bytes
+        self.timeout_s = config.rest_api_timeout_ms / 1000.0
+        cpus = schedulable_cpus or len(os.sched_getaffinity(0))
+        threads = config.rest_api_num_threads or 4 * cpus
+        self._executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="rest")
+        self._schedulers: dict[int, BatchScheduler] = {}
+        params = config.batching_effective
+        if params is not None:
+            for version, servable in model.versions.items():
+                self._schedulers[version] = BatchScheduler(
+                    servable.run, params, schedulable_cpus=cpus, metrics=self.metrics
+                )
+        self.in_flight = 0
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body_bytes)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def close(self) -> None:
+        for scheduler in self._schedulers.values():
+            await scheduler.close()
+        self._executor.shutdown(wait=True)
+
+    # --- dispatch -----------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.rel_url.raw_path
+        if self.config.monitoring and path == self.config.monitoring_path:
+            return web.Response(text=self.metrics.render(), content_type="text/plain")
+        if not V1_RE.fullmatch(path):
+            return web.Response(status=404, text=NOT_FOUND_HTML, content_type="text/html")
+        self.in_flight += 1
+        try:
+            return await self._handle_v1(request, path)
+        except ApiError as err:
+            return error_response(err)
+        except Exception as err:  # a bug, not the client's fault: still a JSON answer, and the server lives on
+            log.exception("internal error on %s %s", request.method, path)
+            return error_response(ApiError("INTERNAL", f"{type(err).__name__}: {err}"))
+        finally:
+            self.in_flight -= 1
+
+    async def _handle_v1(self, request: web.Request, path: str) -> web.StreamResponse:
+        method = request.method
+        m = PREDICT_RE.fullmatch(path) if method == "POST" else None
+        if m:
+            name, version, label, verb = m.groups()
+            return await self._model_call(request, _unquote(name), version, _unquote(label), verb.lower())
+        m = STATUS_RE.fullmatch(path) if method == "GET" else None
+        if m:
+            name, version, label, sub = m.groups()
+            name, label = _unquote(name), _unquote(label)
+            version_number = _version(version)
+            if sub and sub.lower() == "metadata":
+                return self._metadata(name, version_number, label)
+            return self._status(name, version_number, label)
+        raise invalid(f"Malformed request: {method} {path}")
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        length = request.content_length
+        if length is not None and length > self.max_body_bytes:
+            raise ApiError("REQUEST_TOO_LARGE", self._too_large(length))
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise ApiError("REQUEST_TOO_LARGE", self._too_large(None)) from None
+
+    def _too_large(self, length: int | None) -> str:
+        size = f"of {length} bytes " if length is not None else ""
+        return f"Request body {size}is larger than the server's limit of {self.max_body_bytes} bytes"
+
+    # --- model resolution ---------------------------------------------------------------
+
+    def _servable(self, name: str, version: int | None, label: str | None) -> Servable:
+        if label is not None:
+            if name != self.model.name or label not in self.model.labels:
+                raise invalid(f"Unrecognized servable version label: {label}")
+            version = self.model.labels[label]
+        if name != self.model.name or (version is not None and version not in self.model.versions):
+            spec = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
+            raise ApiError("NOT_FOUND", f"Servable not found for request: {spec}")
+        return self.model.versions[version] if version is not None else self.model.latest
+
+    # --- GET ------------------------------------------------------------------------------
+
+    def _status(self, name: str | None, version: int | None, label: str | None) -> web.Response:
+        if not name:
+            raise invalid("Missing model name in request.")
+        if name != self.model.name:
+            raise ApiError("NOT_FOUND", f"Could not find any versions of model {name}")
+        if label is not None:
+            if label not in self.model.labels:
+                raise invalid(f"Unrecognized servable version label: {label}")
+            version = self.model.labels[label]
+        if version is not None and version not in self.model.versions:
+            raise ApiError("NOT_FOUND", f"Could not find version {version} of model {name}")
+        versions = [version] if version is not None else sorted(self.model.versions, reverse=True)
+        body = {
+            "model_version_status": [
+                {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+                for v in versions
+            ]
+        }
+        return _json_response(200, json.dumps(body, indent=1).encode())
+
+    def _metadata(self, name: str | None, version: int | None, label: str | None) -> web.Response:
+        if not name:
+            raise invalid("Missing model name in request.")
+        servable = self._servable(name, version, label)
+        body = {
+            "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
+            "metadata": {"signature_def": {"signature_def": servable.signature_def_json}},
+        }
+        return _json_response(200, json.dumps(body, indent=1).encode())
+
+    # --- POST -----------------------------------------------------------------------------
+
+    async def _model_call(
+        self, request: web.Request, name: str, version: str | None, label: str | None, verb: str
+    ) -> web.Response:
+        started = time.perf_counter()
+        status = "OK"
+        try:
+            version_number = _version(version)
+            body = await self._read_body(request)
+            if verb == "predict":
+                result = await self._predict(body, name, version_number, label)
+            else:
+                result = self._classify_regress(body, name, version_number, label, verb)
+            response = _json_response(200, json_tensor.dumps(result))
+        except ApiError as err:
+            status = err.code if err.code in HTTP_STATUS else "INVALID_ARGUMENT"
+            if err.code == "REQUEST_TOO_LARGE":
+                response = _json_response(413, json_tensor.error_body(err.message))
+            else:
+                response = error_response(err)
+        self.metrics.request_count.inc(name, status)
+        if status == "OK":
+            self.metrics.request_latency.observe((time.perf_counter() - started) * 1e6, name, verb, "REST")
+        return response
+
+    def _prepare(self, doc: Mapping[str, Any], body: bytes, name: str, version: int | None, label: str | None):
+        sig_name = json_tensor.signature_name(doc)
+        servable = self._servable(name, version, label)
+        signature = servable.signature(sig_name)
+        inputs = json_tensor.predict_tensors(doc, signature.input_dtypes, body)
+        signature.check_shapes(inputs.tensors)
+        return servable, signature, inputs
+
+    async def _predict(self, body: bytes, name: str, version: int | None, label: str | None) -> dict[str, Any]:
+        doc = json_tensor.parse_body(body)
+        servable, signature, inputs = self._prepare(doc, body, name, version, label)
+        run_started = time.perf_counter()
+        outputs = await self._run(servable, signature.name, inputs.tensors)
+        self.metrics.runtime_latency.observe((time.perf_counter() - run_started) * 1e6, name, "Predict", "TF1")
+        return json_tensor.format_predict(outputs, inputs.row_format)
+
+    async def _run(self, servable: Servable, signature: str, tensors: Mapping[str, np.ndarray]) -> dict:
+        scheduler = self._schedulers.get(servable.version)
+        if scheduler is not None:
+            work = asyncio.ensure_future(scheduler.submit(signature, tensors))
+        else:
+            loop = asyncio.get_running_loop()
+            work = loop.run_in_executor(self._executor, servable.run, signature, tensors)
+        try:
+            return await asyncio.wait_for(work, self.timeout_s)
+        except TimeoutError:
+            raise ApiError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
+
+    def _classify_regress(
+        self, body: bytes, name: str, version: int | None, label: str | None, verb: str
+    ) -> dict[str, Any]:
+        doc = json_tensor.parse_body(body)
+        sig_name = json_tensor.signature_name(doc) or "serving_default"
+        _check_examples(doc)
+        servable = self._servable(name, version, label)
+        signature = servable.signatures.get(sig_name)
+        if signature is None:
+            raise invalid(f"No signature was found with the name: {sig_name}")
+        kind, wanted = ("classification", CLASSIFY_METHOD) if verb == "classify" else ("regression", REGRESS_METHOD)
+        if signature.method_name != wanted:
+            raise invalid(f"Expected {kind} signature method_name to be {wanted}. Was: {signature.method_name}")
+        raise ApiError("UNIMPLEMENTED", f"{verb} signatures are not supported by the local server")
+
+
+def _unquote(value: str | None) -> str | None:
+    return urllib.parse.unquote(value) if value is not None else None
+
+
+def _version(text: str | None) -> int | None:
+    if text is None:
+        return None
+    value = int(text)
+    if value > INT64_MAX:
+        raise invalid(f"Failed to convert version: {text}")
+    return value
+
+
+def _check_examples(doc: Mapping[str, Any]) -> None:
+    """FillClassifyRegressRequestFromJson's checks of 'context' and 'examples'."""
+    if "context" in doc:
+        _check_example(doc["context"])
+    if "examples" not in doc:
+        raise invalid(
+            f"JSON Value: {json_tensor.value_to_string(doc)} When method is classify, key 'examples' is expected "
+            "and was not found"
+        )
+    examples = doc["examples"]
+    if not isinstance(examples, list):
+        raise invalid(f"JSON Value: {json_tensor.value_to_string(doc)} Expecting 'examples' value to be an list/array")
+    if not examples:
+        raise invalid(f"JSON Value: {json_tensor.value_to_string(doc)} 'examples' value is an empty array")
+    for example in examples:
+        _check_example(example)
+
+
+def _check_example(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise invalid(f"Example must be JSON object but got JSON {json_tensor.type_name(value)}")
+    for feature, content in value.items():
+        kind = None
+        for v in content if isinstance(content, list) else [content]:
+            if v is None or isinstance(v, list) or (isinstance(v, dict) and not json_tensor.is_b64(v)):
+                raise invalid(
+                    f"Feature: {feature} has element with unexpected JSON type: {json_tensor.type_name(v)}"
+                )
+            this = "bytes" if isinstance(v, (str, dict)) else "float" if isinstance(v, float) else "int64"
+            if kind is not None and kind != this:
+                raise invalid(f"Unexpected element type in feature: {feature} expecting type: {kind}")
+            if isinstance(v, dict):
+                json_tensor.decode_b64(v)
+            kind = this

@@ -1,0 +1,100 @@
+"""`bazel run //serving:image -- --repository REG/REPO --model-dir DIR`: build, push, lock."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from serving.image import build, lock
+
+
+def _workspace_path(p: str, env: str) -> Path:
+    """Resolves a user path against the directory Bazel was run from (or the cwd)."""
+    path = Path(p)
+    if path.is_absolute():
+        return path
+    return Path(os.environ.get(env, os.getcwd())) / path
+
+
+@click.command()
+@click.option(
+    "--repository",
+    required=True,
+    help="Registry path to push to, e.g. us-docker.pkg.dev/PROJECT/REPO/tfs-resnet-cpu (no tag).",
+)
+@click.option("--model-dir", required=True, help="Model base path holding version directories (1/saved_model.pb).")
+@click.option(
+    "--model-name", default="resnet", show_default=True, help="TF Serving model name; baked in at /models/NAME."
+)
+@click.option(
+    "--name",
+    "lock_name",
+    default="tfs-resnet-cpu",
+    show_default=True,
+    help="Key of the image in the lock (what sweep specs refer to).",
+)
+@click.option(
+    "--tfs-version", default="2.19.0", show_default=True, help="TF Serving release whose devel image has the sources."
+)
+@click.option(
+    "--cpu-opt",
+    type=click.Choice(sorted(build.CPU_OPTIONS)),
+    default="avx2",
+    show_default=True,
+    help="avx2: --config=release --copt=-mavx2 --copt=-mfma; native: --config=nativeopt (the build host's CPU).",
+)
+@click.option("--build-option", "extra", multiple=True, help="Extra TF Serving bazel build option (repeatable).")
+@click.option("--bazel-options", default="--local_ram_resources=2048", show_default=True)
+@click.option("--tag", default="", help="Tag to push besides the digest (default TFS_VERSION-CPU_OPT).")
+@click.option("--platform", default="linux/amd64", show_default=True)
+@click.option(
+    "--lock", "lock_file", default="deploy/images.lock.json", show_default=True, help="Lock file, workspace-relative."
+)
+@click.option("--dry-run", is_flag=True, help="Print the docker command and stop.")
+def main(
+    repository,
+    model_dir,
+    model_name,
+    lock_name,
+    tfs_version,
+    cpu_opt,
+    extra,
+    bazel_options,
+    tag,
+    platform,
+    lock_file,
+    dry_run,
+) -> None:
+    """Build the CPU-optimised TF Serving image, push it, and record its digest."""
+    try:
+        spec = build.ImageBuild(
+            repository=repository,
+            model_dir=_workspace_path(model_dir, "BUILD_WORKING_DIRECTORY"),
+            model_name=model_name,
+            tfs_version=tfs_version,
+            cpu_opt=cpu_opt,
+            extra_build_options=tuple(extra),
+            bazel_options=bazel_options,
+            platform=platform,
+            tag=tag,
+        )
+        build.build_and_push(
+            spec,
+            lock_path=_workspace_path(lock_file, "BUILD_WORKSPACE_DIRECTORY"),
+            lock_name=lock_name,
+            dry_run=dry_run,
+            echo=click.echo,
+        )
+    except (build.ImageBuildError, lock.ImageLockError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted; the lock is unchanged", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""TF Serving's JSON <-> tensor rules: the fast path agrees with the exact walk; output shapes."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from serving import json_tensor as jt
+from serving.json_tensor import ApiError
+
+FLOAT = {"x": "DT_FLOAT"}
+
+
+def _predict(doc, dtypes=FLOAT, fast=True):
+    body = json.dumps(doc, allow_nan=True).encode()
+    return jt.predict_tensors(jt.parse_body(body), dtypes, body, fast=fast)
+
+
+def _outcome(doc, fast):
+    try:
+        result = _predict(doc, fast=fast)
+    except ApiError as err:
+        return ("error", err.code, err.message)
+    return ("ok", result.row_format, {k: (v.dtype.str, v.shape, v.tobytes()) for k, v in result.tensors.items()})
+
+
+numbers = st.integers(-(2**25), 2**25) | st.floats(allow_nan=False, width=32) | st.booleans() | st.just("s")
+nested = st.recursive(numbers, lambda c: st.lists(c, min_size=0, max_size=3), max_leaves=16)
+# Mostly regular arrays (the fast path's case), sometimes mixed.
+regular = st.integers(1, 3).flatmap(
+    lambda n: st.lists(st.lists(st.floats(-1e6, 1e6, width=32) | st.integers(-1000, 1000), min_size=2, max_size=2),
+                       min_size=n, max_size=n)
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(value=nested | regular, key=st.sampled_from(["instances", "inputs"]))
+def test_fast_path_gives_exactly_the_exact_walks_answer(value, key):
+    doc = {key: value}
+    assert _outcome(doc, fast=True) == _outcome(doc, fast=False)
+
+
+def test_row_and_columnar_tensors():
+    r = _predict({"instances": [[1, 2.5], [3, 4]]})
+    assert r.row_format and r.tensors["x"].dtype == np.float32 and r.tensors["x"].shape == (2, 2)
+    c = _predict({"inputs": {"x": [[1]], "unused": 3}})
+    assert not c.row_format and c.tensors["x"].shape == (1, 1)
+
+
+def test_named_instances_with_several_inputs():
+    dtypes = {"a": "DT_FLOAT", "b": "DT_STRING"}
+    r = _predict({"instances": [{"a": [1.0], "b": {"b64": "aGk="}}, {"a": [2.0], "b": "yo"}]}, dtypes)
+    assert r.tensors["a"].shape == (2, 1) and list(r.tensors["b"]) == [b"hi", b"yo"]
+    with pytest.raises(ApiError, match="instances is a plain list, but expecting list of objects"):
+        _predict({"instances": [[1.0]]}, dtypes)
+    with pytest.raises(ApiError, match="must only have keys: a,b"):
+        _predict({"instances": [{"a": [1.0]}]}, dtypes)
+    with pytest.raises(ApiError, match="Expecting object but got list at item 1"):
+        _predict({"instances": [{"a": [1.0], "b": "x"}, [1]]}, dtypes)
+
+
+def test_int_types_need_integers():
+    with pytest.raises(ApiError, match=r"JSON Value: 1\.5 Type: Number is not of expected type: int32"):
+        _predict({"inputs": [1.5]}, {"x": "DT_INT32"})
+    assert _predict({"inputs": [1, -2]}, {"x": "DT_INT32"}).tensors["x"].tolist() == [1, -2]
+
+
+def test_format_predict_shapes():
+    one = {"probabilities": np.array([[0.1, 0.2]], np.float32)}
+    assert jt.format_predict(one, row_format=True) == {"predictions": [[0.1, 0.2]]}
+    assert jt.format_predict(one, row_format=False) == {"outputs": [[0.1, 0.2]]}
+    two = {"a": np.array([1, 2]), "b_bytes": np.array([b"x", b"y"], dtype=object)}
+    assert jt.format_predict(two, row_format=True) == {
+        "predictions": [{"a": 1, "b_bytes": {"b64": "eA=="}}, {"a": 2, "b_bytes": {"b64": "eQ=="}}]
+    }
+    assert jt.format_predict(two, row_format=False) == {"outputs": {"a": [1, 2], "b_bytes": [{"b64": "eA=="},
+                                                                                              {"b64": "eQ=="}]}}
+
+
+def test_floats_are_written_at_float32_precision_with_nan_and_infinity():
+    out = jt.format_predict({"y": np.array([0.1, 1.0, np.nan, -np.inf], np.float32)}, row_format=False)
+    assert jt.dumps(out) == b'{"outputs":[0.1,1.0,NaN,-Infinity]}'
+
+
+def test_error_body_is_pretty_with_four_spaces():
+    assert jt.error_body("boom") == b'{\n    "error": "boom"\n}'
+
+
+def test_base64_accepts_web_safe_and_unpadded():
+    assert jt.decode_b64({"b64": "aGk"}) == b"hi"
+    assert jt.decode_b64({"b64": "_-8="}) == b"\xff\xef"
+    with pytest.raises(ApiError, match="Unable to base64 decode"):
+        jt.decode_b64({"b64": "a"})

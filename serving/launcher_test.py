@@ -1,0 +1,112 @@
+"""Launcher: local server vs tensorflow_model_server, identity, CPU pinning, warm-up, graceful stop."""
+
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from serving import launcher
+from serving.config import BatchingParameters, ServingConfig
+from serving.conftest import start_server
+
+BODY = json.dumps({"instances": [[[[1.0, 2.0, 3.0]] * 224] * 224]}).encode()
+
+
+def post(url, body=BODY, timeout=60):
+    req = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+@pytest.mark.skipif(0 not in os.sched_getaffinity(0), reason="needs CPU 0")
+def test_local_server_is_pinned_reports_identity_and_stops_gracefully(tiny_model, tmp_path):
+    # A long batch timeout keeps a request in flight while we stop the server.
+    config = ServingConfig(model_name="tiny", intra_op=1, inter_op=1, enable_batching=True,
+                           batching=BatchingParameters(max_batch_size=8, batch_timeout_micros=1_500_000))
+    server = start_server(config, tiny_model, tmp_path, cpus=[0], local=True)
+    try:
+        assert os.sched_getaffinity(server.pid) == {0}
+        ident = server.identity
+        assert ident["kind"] == "local" and ident["version"].startswith(launcher.LOCAL_VERSION)
+        assert ident["cpus"] == [0] and ident["image_digest"] is None
+        assert f"--model_base_path={tiny_model}" in ident["argv"]
+        assert f"base_path: '{tiny_model}'" in ident["files"]["models.config"]
+        assert "max_batch_size { value: 8 }" in ident["files"]["batching_parameters.txt"]
+        log = (tmp_path / "server.log").read_text()
+        assert log.index("warm-up: replayed 2 record(s)") < log.index("serving tiny")  # warm-up before AVAILABLE
+
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(r=post(server.url + "/v1/models/tiny:predict")))
+        thread.start()
+        time.sleep(0.5)  # the request waits in its batch
+        assert server.stop() == 0
+        thread.join(30)
+        status, body = result["r"]
+        assert status == 200 and len(json.loads(body)["predictions"][0]) == 1000
+        assert "shutting down: 1 request(s) in flight" in (tmp_path / "server.log").read_text()
+    finally:
+        server.stop()
+
+
+def test_bad_warm_up_records_keep_the_model_from_becoming_available(tiny_model, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (model / "1" / "assets.extra" / "tf_serving_warmup_requests").write_bytes(b"not a tfrecord at all")
+    server = launcher.launch(ServingConfig(model_name="tiny"), model_base_path=model, rest_port=0,
+                             workdir=tmp_path / "w", local=True)
+    try:
+        with pytest.raises(launcher.LaunchError, match="exited with status 1") as err:
+            server.wait_available(120)
+        assert "warm-up" in str(err.value)
+    finally:
+        server.stop()
+
+
+FAKE_TFS = """#!{python}
+import json, sys
+if "--version" in sys.argv:
+    print("TensorFlow ModelServer: 0.0.0-fake")
+    sys.exit(0)
+open({out!r}, "w").write(json.dumps(sys.argv))
+sys.exit(3)
+"""
+
+
+def test_the_real_binary_gets_tf_serving_flags_and_files(tiny_model, tmp_path):
+    fake = tmp_path / "tensorflow_model_server"
+    out = tmp_path / "argv.json"
+    fake.write_text(FAKE_TFS.format(python=sys.executable, out=str(out)))
+    fake.chmod(0o755)
+    config = ServingConfig(model_name="tiny", intra_op=2, inter_op=4, enable_batching=True,
+                           batching=BatchingParameters(max_batch_size=16, num_batch_threads=2))
+    server = launcher.launch(config, model_base_path=tiny_model, rest_port=0, workdir=tmp_path / "w",
+                             server_binary=str(fake))
+    try:
+        with pytest.raises(launcher.LaunchError, match="tensorflow_model_server exited with status 3"):
+            server.wait_available(30)
+    finally:
+        server.stop()
+    ident = server.identity
+    assert ident["kind"] == "tensorflow_model_server" and ident["version"] == "TensorFlow ModelServer: 0.0.0-fake"
+    argv = json.loads(out.read_text())
+    assert argv[1:] == ident["argv"][1:]
+    work = tmp_path / "w"
+    assert f"--model_config_file={work}/models.config" in argv
+    assert f"--batching_parameters_file={work}/batching_parameters.txt" in argv
+    assert "--tensorflow_intra_op_parallelism=2" in argv and "--tensorflow_inter_op_parallelism=4" in argv
+    assert f"base_path: '{tiny_model}'" in (work / "models.config").read_text()
+    rest = [a for a in argv if a.startswith("--rest_api_port=")]
+    assert server.url.endswith(":" + rest[0].split("=")[1])
+
+
+def test_missing_model_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(launcher.LaunchError, match="is not a directory"):
+        launcher.launch(ServingConfig(), model_base_path=tmp_path / "nope", rest_port=0, workdir=tmp_path)

@@ -1,0 +1,131 @@
+"""`bazel run //serving:local_server -- --model_base_path DIR`: TF Serving's REST API, locally.
+
+Serves one model directory with TensorFlow, taking its settings from a ServingConfig
+(`--config FILE.json`, as written by the launcher) plus a few TF Serving-named flags.
+Like tensorflow_model_server, the port opens only once every version has loaded and run
+its warm-up records, so a model that answers is AVAILABLE. SIGTERM / Ctrl-C stop it
+gracefully: the port closes, requests in flight finish, then the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from serving.config import ConfigError, ServingConfig
+
+VERSION = "servesweep-local-server/1"
+SHUTDOWN_TIMEOUT_S = 30.0
+
+
+def _user_path(value: str) -> Path:
+    return Path(os.environ.get("BUILD_WORKING_DIRECTORY", "."), value).resolve()
+
+
+def load_config(path: str | None, overrides: dict) -> ServingConfig:
+    d = {}
+    if path:
+        try:
+            d = json.loads(_user_path(path).read_text())
+        except (OSError, ValueError) as err:
+            raise click.ClickException(f"--config {path}: {err}") from None
+    d.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ServingConfig.from_dict(d)
+    except (ConfigError, TypeError) as err:
+        raise click.ClickException(f"invalid serving config: {err}") from None
+
+
+async def serve(
+    config: ServingConfig,
+    model_base_path: Path,
+    *,
+    host: str,
+    port: int,
+    max_body_bytes: int,
+    port_file: Path | None = None,
+    log=print,
+) -> None:
+    """Loads the model, serves until SIGTERM/SIGINT, then shuts down gracefully."""
+    from aiohttp import web
+
+    from serving import servable
+    from serving.http_api import RestApi
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    servable.configure_threads(config.intra_op, config.inter_op)
+    model = await loop.run_in_executor(None, lambda: servable.Model(config, model_base_path, log=log))
+    if stop.is_set():
+        return
+    api = RestApi(model, config, max_body_bytes=max_body_bytes)
+    runner = web.AppRunner(api.app(), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    try:
+        await site.start()
+    except OSError as err:
+        await runner.cleanup()
+        raise click.ClickException(f"cannot listen on {host}:{port}: {err.strerror}") from None
+    bound = runner.addresses[0][1] if runner.addresses else port
+    if port_file is not None:
+        tmp = port_file.with_suffix(".tmp")
+        tmp.write_text(f"{bound}\n")
+        tmp.replace(port_file)
+    log(f"serving {config.model_name} versions {sorted(model.versions)} on http://{host}:{bound} ({VERSION})")
+    await stop.wait()
+    log(f"shutting down: {api.in_flight} request(s) in flight")
+    await runner.cleanup()  # closes the listener, waits for in-flight handlers
+    await api.close()
+    log("stopped")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model_base_path", "--model-base-path", "model_base_path", required=True,
+              help="Directory holding the model's numeric version directories.")
+@click.option("--config", "config_path", default=None, help="ServingConfig as JSON (ServingConfig.to_dict()).")
+@click.option("--model_name", "--model-name", "model_name", default=None, help="Overrides the config's model_name.")
+@click.option("--rest_api_port", "--rest-api-port", "port", default=8501, show_default=True, type=int,
+              help="REST port (0 = any free port; see --port_file).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--tensorflow_intra_op_parallelism", "intra_op", default=None, type=int)
+@click.option("--tensorflow_inter_op_parallelism", "inter_op", default=None, type=int)
+@click.option("--max_body_bytes", default=64 * 2**20, show_default=True, type=int,
+              help="Larger request bodies get 413.")
+@click.option("--port_file", default=None, help="Write the bound port here once the model is AVAILABLE.")
+def main(model_base_path, config_path, model_name, port, host, intra_op, inter_op, max_body_bytes, port_file) -> None:
+    """Serve a SavedModel over TF Serving's REST API (predict, status, metadata, metrics)."""
+    config = load_config(config_path, {"model_name": model_name, "intra_op": intra_op, "inter_op": inter_op})
+    base = _user_path(model_base_path)
+    if not base.is_dir():
+        raise click.ClickException(f"--model_base_path {base}: no such directory")
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    from serving.servable import LoadError
+
+    def log(message: str) -> None:
+        click.echo(f"local_server: {message}", err=True)
+
+    try:
+        asyncio.run(
+            serve(config, base, host=host, port=port, max_body_bytes=max_body_bytes,
+                  port_file=_user_path(port_file) if port_file else None, log=log)
+        )
+    except LoadError as err:
+        raise click.ClickException(str(err)) from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

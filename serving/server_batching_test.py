@@ -1,0 +1,114 @@
+"""Batching through the local server over HTTP: merged batches, 503 load shedding, 504, bounded memory."""
+
+import asyncio
+import json
+import re
+
+import aiohttp
+
+from serving.batching import QUEUE_FULL_MESSAGE
+from serving.config import BatchingParameters, ServingConfig
+from serving.conftest import start_server
+
+# A 1x1 PNG through the serving_bytes signature: small bodies keep the test fast.
+PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+BODY = json.dumps({"signature_name": "serving_bytes", "instances": [{"b64": PNG_B64}]}).encode()
+PATH = "/v1/models/tiny:predict"
+
+
+def batching_config(**params):
+    return ServingConfig(model_name="tiny", intra_op=1, inter_op=1, enable_batching=True,
+                         batching=BatchingParameters(**params))
+
+
+async def _clients(url, clients, per_client, body=BODY):
+    """`clients` concurrent clients, each sending `per_client` requests back to back."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
+        async def one():
+            out = []
+            for _ in range(per_client):
+                async with session.post(url + PATH, data=body) as r:
+                    out.append((r.status, await r.read()))
+            return out
+
+        results = await asyncio.gather(*(one() for _ in range(clients)))
+    return [x for r in results for x in r]
+
+
+def metric(text, name):
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+async def _metrics(url):
+    async with aiohttp.ClientSession() as s, s.get(url + "/monitoring/prometheus/metrics") as r:
+        return await r.text()
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def test_32_concurrent_clients_are_served_in_batches(tiny_model, tmp_path):
+    config = batching_config(max_batch_size=8, batch_timeout_micros=5000, max_enqueued_batches=100,
+                             num_batch_threads=1)
+    server = start_server(config, tiny_model, tmp_path, local=True)
+    try:
+        results = asyncio.run(_clients(server.url, clients=32, per_client=3))
+        text = asyncio.run(_metrics(server.url))
+    finally:
+        server.stop()
+    assert [s for s, _ in results] == [200] * 96
+    predictions = {json.dumps(json.loads(b)["predictions"]) for _, b in results}
+    assert len(predictions) == 1  # every caller got its own (identical) row back
+    rows = metric(text, ":tensorflow:serving:batching_session:input_batch_size_sum")
+    batches = metric(text, ":tensorflow:serving:batching_session:input_batch_size_count")
+    singles = metric(text, ':tensorflow:serving:batching_session:input_batch_size_bucket{le="1"}')
+    assert rows == 96 and batches < 96 and singles < batches  # batches larger than 1 formed
+    assert metric(text, ':tensorflow:serving:request_count{model_name="tiny",status="OK"}') == 96
+    assert ':tensorflow:serving:batching_session:queuing_latency_count{thread_pool_name="batch_threads"}' in text
+
+
+def test_overflowing_the_queue_sheds_load_with_503_and_memory_stays_bounded(tiny_model, tmp_path):
+    config = batching_config(max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=1, num_batch_threads=1)
+    server = start_server(config, tiny_model, tmp_path, local=True)
+    try:
+        statuses, sizes = [], []
+        for _ in range(5):
+            results = asyncio.run(_clients(server.url, clients=48, per_client=1))
+            statuses += [s for s, _ in results]
+            sizes.append(rss_kb(server.pid))
+            for status, body in results:
+                if status == 503:
+                    assert json.loads(body) == {"error": QUEUE_FULL_MESSAGE}
+        text = asyncio.run(_metrics(server.url))
+    finally:
+        server.stop()
+    assert set(statuses) <= {200, 503} and statuses.count(503) > 0 and statuses.count(200) > 0
+    assert metric(text, ':tensorflow:serving:request_count{model_name="tiny",status="UNAVAILABLE"}') == (
+        statuses.count(503)
+    )
+    assert sizes[-1] - sizes[0] < 100_000  # KB: refused requests are not kept
+
+
+def test_rest_timeout_gives_504(tiny_model, tmp_path):
+    config = ServingConfig(model_name="tiny", rest_api_timeout_ms=300, enable_batching=True,
+                           batching=BatchingParameters(max_batch_size=8, batch_timeout_micros=3_000_000))
+    server = start_server(config, tiny_model, tmp_path, local=True)
+    try:
+        ((status, body),) = asyncio.run(_clients(server.url, clients=1, per_client=1))
+    finally:
+        server.stop()
+    assert status == 504 and json.loads(body) == {"error": "Deadline Exceeded"}
+
+
+def test_oversized_request_is_refused_as_tf_serving_does(tiny_model, tmp_path):
+    server = start_server(batching_config(max_batch_size=2), tiny_model, tmp_path, local=True)
+    body = json.dumps({"signature_name": "serving_bytes", "instances": [{"b64": PNG_B64}] * 3}).encode()
+    try:
+        ((status, data),) = asyncio.run(_clients(server.url, clients=1, per_client=1, body=body))
+    finally:
+        server.stop()
+    assert status == 400
+    assert json.loads(data) == {"error": "Task size 3 is larger than maximum input batch size 2"}
