@@ -1,0 +1,165 @@
+"""ClusterBackend against KubeApiDouble (a local stand-in for the API server)."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+
+from deploy import cluster, spec
+from deploy.k8s_double import KubeApiDouble
+from deploy.target import DeployError
+from serving.image import lock
+
+SWEEPS = Path(__file__).resolve().parent / "sweeps"
+DIGEST = "sha256:" + "e" * 64
+FAST = cluster.Timeouts(rollout_s=2.0, load_balancer_s=2.0, model_available_s=2.0, teardown_s=2.0, poll_s=0.01)
+pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with kustomize) not on PATH")
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    p = tmp_path / "images.lock.json"
+    lock.update_lock(p, "tfs-resnet-cpu", lock.LockedImage(repository="reg.example/p/tfs", digest=DIGEST))
+    doc = yaml.safe_load((SWEEPS / "seed-gke-e2.yaml").read_text())
+    return spec.parse_sweep(doc, source="seed", base_dir=SWEEPS, lock_path=p)
+
+
+def _backend(api, sweep, tmp_path, **kw):
+    conf = k8s.Configuration(host=api.url)
+    return cluster.ClusterBackend(
+        k8s.ApiClient(conf), options=sweep.cluster, work_dir=tmp_path / "work", timeouts=FAST, **kw
+    )
+
+
+def test_deploy_applies_waits_and_tears_down(sweep, tmp_path):
+    config = sweep.config("e2-8-64x2-inter4-batch")
+    with KubeApiDouble(ready_after_polls=3, lb_after_polls=2, model_loading_polls=2) as api:
+        backend = _backend(api, sweep, tmp_path)
+        target = backend.deploy(config)
+        assert target.urls == (f"http://127.0.0.1:{api.port}/v1/models/resnet:predict",)
+        assert target.identity["image_digest"] == DIGEST
+        assert "--enable_batching=true" in target.identity["argv"]
+        assert api.kinds() == [
+            "ConfigMap/" + next(n for k, _, n in api.objects if k == "ConfigMap"),
+            "Deployment/tfs-server",
+            "Namespace/servesweep",
+            "PodDisruptionBudget/tfs-server",
+            "Service/tfs-server",
+        ]
+        patches = [r for r in api.requests if r[0] == "PATCH"]
+        assert len(patches) == 5
+        assert all(r[2].startswith("application/apply-patch+yaml") for r in patches)  # server-side apply
+        assert all(r[3]["fieldManager"] == ["servesweep"] and r[3]["force"] == ["true"] for r in patches)
+        dep = api.objects[("Deployment", "servesweep", "tfs-server")]
+        assert dep["spec"]["replicas"] == 2
+        assert dep["metadata"]["labels"]["servesweep.io/config-id"] == config.id
+        backend.teardown()
+        assert api.kinds() == ["Namespace/servesweep"]  # the namespace outlives a configuration
+        backend.teardown()  # twice is harmless
+
+
+def test_second_deploy_needs_teardown(sweep, tmp_path):
+    with KubeApiDouble(ready_after_polls=0, model_loading_polls=0) as api:
+        backend = _backend(api, sweep, tmp_path)
+        backend.deploy(sweep.configs[0])
+        with pytest.raises(DeployError, match="teardown"):
+            backend.deploy(sweep.configs[1])
+        backend.teardown()
+
+
+def test_image_pull_failure_fails_fast_and_cleans_up(sweep, tmp_path):
+    with KubeApiDouble(stuck_reason="ImagePullBackOff") as api:
+        backend = _backend(api, sweep, tmp_path)
+        with pytest.raises(DeployError, match="cannot start: tfs-server-0: ImagePullBackOff"):
+            backend.deploy(sweep.configs[0])
+        assert api.kinds() == ["Namespace/servesweep"]  # deleted again
+
+
+def test_keep_on_failure_leaves_objects_for_inspection(sweep, tmp_path):
+    with KubeApiDouble(stuck_reason="CrashLoopBackOff") as api:
+        backend = _backend(api, sweep, tmp_path, keep_on_failure=True)
+        with pytest.raises(DeployError, match="CrashLoopBackOff"):
+            backend.deploy(sweep.configs[0])
+        assert "Deployment/tfs-server" in api.kinds()
+        backend.teardown()
+        assert api.kinds() == ["Namespace/servesweep"]
+
+
+def test_unpinned_image_is_refused_before_any_api_call(sweep, tmp_path):
+    doc = dict(sweep.spec, image={"ref": "reg.example/p/tfs:latest"})
+    tagged = spec.parse_sweep(doc, source="seed", base_dir=SWEEPS)
+    with KubeApiDouble() as api:
+        with pytest.raises(DeployError, match="not pinned by digest"):
+            _backend(api, tagged, tmp_path).deploy(tagged.configs[0])
+        assert api.requests == []
+
+
+def test_rollout_timeout_says_how_far_it_got(sweep, tmp_path):
+    with KubeApiDouble(ready_after_polls=10**9) as api:
+        backend = _backend(api, sweep, tmp_path)
+        with pytest.raises(DeployError, match=r"0/8 replicas available after 2 s"):
+            backend.deploy(sweep.config("e2-2-4x8-inter2"))
+        backend.teardown()
+
+
+def test_model_never_available_times_out(sweep, tmp_path):
+    with KubeApiDouble(ready_after_polls=0, model_loading_polls=10**9) as api:
+        backend = _backend(api, sweep, tmp_path)
+        with pytest.raises(DeployError, match="not AVAILABLE after 2 s: LOADING"):
+            backend.deploy(sweep.configs[0])
+        backend.teardown()
+
+
+def test_load_balancer_never_assigned(sweep, tmp_path):
+    with KubeApiDouble(ready_after_polls=0, lb_after_polls=10**9) as api:
+        backend = _backend(api, sweep, tmp_path)
+        with pytest.raises(DeployError, match="no load-balancer address"):
+            backend.deploy(sweep.configs[0])
+        backend.teardown()
+
+
+def test_fixed_endpoint_url(sweep, tmp_path):
+    with KubeApiDouble(ready_after_polls=0, model_loading_polls=0) as api:
+        backend = _backend(api, sweep, tmp_path, endpoint=api.url + "/")
+        target = backend.deploy(sweep.configs[0])
+        assert target.base_urls == (api.url,)
+        backend.teardown()
+
+
+def test_unreachable_api_server_is_a_clear_error(sweep, tmp_path):
+    conf = k8s.Configuration(host="http://127.0.0.1:9")
+    conf.retries = 0
+    backend = cluster.ClusterBackend(k8s.ApiClient(conf), options=sweep.cluster, work_dir=tmp_path, timeouts=FAST)
+    with pytest.raises(DeployError, match="cannot reach the API server"):
+        backend.deploy(sweep.configs[0])
+
+
+def test_bad_endpoint_option(sweep, tmp_path):
+    with pytest.raises(DeployError, match="endpoint"):
+        cluster.ClusterBackend(k8s.ApiClient(), options=sweep.cluster, work_dir=tmp_path, endpoint="carrier-pigeon")
+
+
+def test_pod_problems_reads_scheduling_and_waiting():
+    pods = [
+        {
+            "metadata": {"name": "a"},
+            "status": {
+                "conditions": [
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/2 nodes"}
+                ]
+            },
+        },
+        {
+            "metadata": {"name": "b"},
+            "status": {"containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}]},
+        },
+        {
+            "metadata": {"name": "c"},
+            "status": {
+                "containerStatuses": [{"state": {"waiting": {"reason": "CrashLoopBackOff", "message": "boom"}}}]
+            },
+        },
+    ]
+    assert cluster.pod_problems(pods) == [("a", "Unschedulable", "0/2 nodes"), ("c", "CrashLoopBackOff", "boom")]

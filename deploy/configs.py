@@ -1,0 +1,120 @@
+"""The records a sweep spec expands into: NodeShape, Slo, ClusterOptions, Config, Sweep.
+
+Import them from `deploy.spec` (which re-exports them) or from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from serving.config import ServingConfig
+
+
+class SpecError(ValueError):
+    """An invalid sweep spec; the message names the file, the field and the reason."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeShape:
+    """A node type and how many of it (one replica per node)."""
+
+    name: str
+    machine_type: str
+    vcpu: int
+    memory_gb: float
+    nodes: int
+    pricing: str
+    node_labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "machine_type": self.machine_type,
+            "vcpu": self.vcpu,
+            "memory_gb": self.memory_gb,
+            "nodes": self.nodes,
+            "pricing": self.pricing,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Slo:
+    p99_ms: float = 1000.0
+    error_rate: float = 0.01
+
+    def to_dict(self) -> dict[str, float]:
+        return {"p99_ms": self.p99_ms, "error_rate": self.error_rate}
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterOptions:
+    """Where and how cluster Configs are deployed (not part of a Config's identity)."""
+
+    namespace: str = "servesweep"
+    service_type: str = "ClusterIP"
+    system_reserved_cpu: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One deployment to measure: shape x replicas x ServingConfig (+ image and load)."""
+
+    id: str
+    name: str
+    shape: NodeShape
+    replicas: int
+    cpu: int  # per replica: CPU request = limit (whole CPUs)
+    memory_gb: float  # per replica: memory request = limit
+    serving: ServingConfig
+    profile: Mapping[str, Any]
+    backend: str = "local"
+    image: str | None = None  # the server image reference (cluster backend)
+
+    def to_record(self) -> dict[str, Any]:
+        """The "config" record of run.json (docs/results-format.md)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "shape": self.shape.to_record(),
+            "replicas": self.replicas,
+            "serving": self.serving.to_dict(),
+            "resources": {"cpu": self.cpu, "memory_gb": self.memory_gb},
+            "image": self.image,
+            "backend": self.backend,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    name: str
+    backend: str
+    slo: Slo
+    configs: tuple[Config, ...]
+    spec: Mapping[str, Any]  # as given
+    cluster: ClusterOptions = ClusterOptions()
+    image_note: str = ""  # why the image is not pinned, if it is not
+    source: str = ""
+
+    @property
+    def id(self) -> str:
+        return "s-" + _digest({"name": self.name, "configs": [c.id for c in self.configs], "slo": self.slo.to_dict()})
+
+    def config(self, key: str) -> Config:
+        """A Config by id or name."""
+        for c in self.configs:
+            if key in (c.id, c.name):
+                return c
+        raise KeyError(key)
+
+
+def _digest(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def config_id(content: Mapping[str, Any]) -> str:
+    """The stable, content-derived id of a Config."""
+    return "c-" + _digest(content)

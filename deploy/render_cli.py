@@ -1,0 +1,54 @@
+"""`bazel run //deploy:render -- SPEC --out DIR`: one Kustomize overlay per Config."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from deploy import render, spec
+from serving.image import lock as image_lock
+
+
+def _user_path(p: str) -> Path:
+    path = Path(p)
+    if path.is_absolute():
+        return path
+    return Path(os.environ.get("BUILD_WORKING_DIRECTORY", os.getcwd())) / path
+
+
+@click.command()
+@click.argument("spec_file", metavar="SPEC")
+@click.option("--out", "out_dir", required=True, help="Directory to write base/ and one overlay per Config into.")
+@click.option("--allow-tags", is_flag=True, help="Render an image that is not pinned by digest (tags can move).")
+@click.option("--lock", "lock_file", default=None, help="Image lock to use instead of the spec's.")
+@click.option("--check", is_flag=True, help="Also build each overlay with kubectl kustomize and validate the objects.")
+def main(spec_file: str, out_dir: str, allow_tags: bool, lock_file: str | None, check: bool) -> None:
+    """Render the Kubernetes manifests of every Config in a sweep SPEC."""
+    try:
+        sweep = spec.load_sweep(_user_path(spec_file), lock_path=_user_path(lock_file) if lock_file else None)
+        out = _user_path(out_dir)
+        dirs = render.render_sweep(sweep, out, allow_tags=allow_tags)
+        failed = 0
+        for c in sweep.configs:
+            line = f"{c.id}  {c.name}  -> {dirs[c.id]}"
+            if check:
+                problems = render.validate_objects(render.kustomize_build(dirs[c.id]))
+                line += "  ok" if not problems else "  INVALID: " + "; ".join(problems)
+                failed += bool(problems)
+            click.echo(line)
+        click.echo(f"{len(dirs)} overlays for sweep {sweep.name} in {out}")
+        if failed:
+            sys.exit(1)
+    except (spec.SpecError, render.RenderError, image_lock.ImageLockError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except OSError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
