@@ -1,0 +1,57 @@
+import pytest
+from click.testing import CliRunner
+
+from loadgen import cli
+from loadgen.run import Progress
+
+URL = "http://127.0.0.1:9/v1/models/m:predict"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rate", "10"], "Missing option '--target'"),
+    (["--target", URL], "--rate"),
+    (["--target", "ftp://x/y", "--rate", "10"], "bad target"),
+    (["--target", URL, "--rate", "10", "--duration", "soon"], "bad duration"),
+    (["--target", URL, "--profile", "steps", "--steps", "10"], "bad step"),
+    (["--target", URL, "--profile", "ramp"], "users"),
+    (["--target", URL, "--rate", "10", "--payload", "nope"], "unknown payload"),
+    (["--target", URL, "--rate", "10", "--payload", "file:/no/such/file"], "cannot read"),
+    (["--target", URL, "--rate", "10", "--max-in-flight", "0"], "max-in-flight"),
+    (["--target", URL, "--rate", "10", "--timeout", "90s"], "timeout"),
+])
+def test_bad_input_is_a_clear_message_not_a_traceback(tmp_path, args, message):
+    result = CliRunner().invoke(cli.main, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_relative_paths_resolve_against_the_bazel_working_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("BUILD_WORKING_DIRECTORY", str(tmp_path))
+    assert cli._resolve("out") == str(tmp_path / "out")
+    assert cli._resolve("/abs") == "/abs"
+
+
+def test_progress_and_summary_lines():
+    line = cli.format_progress(Progress(t_s=3, duration_s=30.0, target_rps=100.0,
+                                        sent_rps=99, ok=290, errors=1, in_flight=2,
+                                        p50_ms=10.5, p99_ms=None))
+    assert "[   3/30s]" in line and "p50 10.50 ms" in line and "p99 - ms" in line
+    lat = {"count": 2, "mean": 1.0, "p50": 1.0, "p90": 1.0, "p99": 1.0, "p99_9": 1.0,
+           "max": 1.0}
+    record = {"latency_ms": {"corrected": lat, "uncorrected": lat},
+              "send_lag_ms": {"p50": 0.1, "p99": 0.2, "max": 0.3},
+              "totals": {"scheduled": 3, "sent": 3, "ok": 2, "errors": 1,
+                         "error_classes": {"timeout": 1, "connect": 0}},
+              "duration_s": 1.0, "complete": True,
+              "validity": {"valid": False, "reasons": ["send lag p99 9 ms exceeds 5 ms"]}}
+    text = cli.format_summary(record, "out")
+    assert "timeout 1" in text and "connect" not in text
+    assert "valid: NO — send lag p99 9 ms exceeds 5 ms" in text
+
+
+def test_ms_option_parsing():
+    assert cli._ms("5") == 5.0
+    assert cli._ms("5ms") == pytest.approx(5.0)
+    assert cli._ms("0.01s") == pytest.approx(10.0)

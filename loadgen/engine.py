@@ -1,0 +1,223 @@
+"""The open-loop engine: sends on schedule, never waits for a response to send the next.
+
+One engine runs in one event loop (one worker). It takes the arrivals whose global
+index ``i`` has ``i % workers == worker_index`` and sends arrival ``i`` to target
+``i % n_targets`` (round-robin across the whole run). A request that would exceed
+``max_in_flight`` is counted as ``dropped``. Once a second a ticker hands the
+recorder's interval to ``sink``; the last interval comes after in-flight requests
+finish (or, when stopped early, after a short grace).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from loadgen import schedule
+from loadgen.recorder import Interval, Recorder
+from loadgen.schedule import Profile
+from loadgen.transport import Transport
+
+SPIN_S = 0.0015  # sleep on the timer until this close to a send, then yield-spin
+BURST = 32  # sends in a row without yielding while catching up
+LATE_ABORT_S = 1.0  # stop sending when this far past the schedule's end
+STOP_GRACE_S = 2.0  # how long a stopped run waits for in-flight requests
+ABSORB_S = 0.1  # how often buffered latencies move into the histograms
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineSettings:
+    max_in_flight: int
+    n_targets: int
+    worker_index: int = 0
+    workers: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineStats:
+    elapsed_s: float  # from the schedule origin to the last interval
+    stopped_early: bool
+    unsent: int  # arrivals never sent or dropped (the generator gave up on them)
+
+
+class Engine:
+    def __init__(self, profile: Profile, transport: Transport, settings: EngineSettings,
+                 sink: Callable[[Interval], None], *, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        if settings.max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        self.profile = profile
+        self.transport = transport
+        self.settings = settings
+        self.sink = sink
+        self.clock = clock
+        self.recorder = Recorder()
+        self.in_flight = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._next_t = 1
+        self._dispatched = 0
+        # the schedule's arrivals per second, counted up front (exact whatever happens)
+        for offsets, _ in self._mine():
+            self.recorder.add_scheduled(offsets)
+        self.scheduled_total = self.recorder.pending_scheduled()
+
+    async def run(self, t0: float, stop: asyncio.Event | None = None) -> EngineStats:
+        """Run the schedule with origin ``t0`` (a ``clock()`` value) until done or ``stop``."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        await self.transport.open()
+        ticker = loop.create_task(self._tick(t0))
+        stopper = loop.create_task(stop.wait())
+        try:
+            dispatcher = loop.create_task(self._dispatch(t0, stop))
+            await asyncio.wait({dispatcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not dispatcher.done():
+                dispatcher.cancel()
+            await asyncio.gather(dispatcher, return_exceptions=True)
+            if stop.is_set():
+                self._forget_scheduled_after(self.clock() - t0)
+            await self._drain(stop)
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            for task in (ticker, stopper):
+                task.cancel()
+            await asyncio.gather(ticker, stopper, return_exceptions=True)
+            await self.transport.close()  # callbacks still pending end as "cancelled"
+        elapsed = self.clock() - t0
+        self.sink(self.recorder.take_interval(self._next_t, in_flight=self.in_flight))
+        return EngineStats(elapsed_s=elapsed, stopped_early=stop.is_set(),
+                           unsent=self.scheduled_total - self._dispatched)
+
+    async def _drain(self, stop: asyncio.Event) -> None:
+        """Wait for in-flight requests (bounded by the transport's timeout); once
+        stopped, wait at most STOP_GRACE_S."""
+        deadline = None
+        while self.in_flight > 0:
+            if stop.is_set():
+                if deadline is None:
+                    deadline = self.clock() + STOP_GRACE_S
+                elif self.clock() >= deadline:
+                    return
+            await asyncio.sleep(0.005)
+
+    # -- per-second ticker ---------------------------------------------------------
+    async def _tick(self, t0: float) -> None:
+        """Hand over each second when it ends; absorb buffers every ABSORB_S meanwhile."""
+        while True:
+            now = self.clock()
+            boundary = t0 + self._next_t
+            if now >= boundary:
+                self.sink(self.recorder.take_interval(self._next_t, in_flight=self.in_flight))
+                self._next_t += 1
+                continue
+            await asyncio.sleep(min(ABSORB_S, boundary - now))
+            if self.clock() < t0 + self._next_t:
+                self.recorder.absorb()
+
+    # -- dispatch ------------------------------------------------------------------
+    def _mine(self):
+        """Yield (offsets, global indices) of this worker's arrivals, chunk by chunk."""
+        s = self.settings
+        base = 0
+        for chunk in schedule.arrival_times(self.profile):
+            idx = np.arange(base, base + chunk.size, dtype=np.int64)
+            base += chunk.size
+            if s.workers > 1:
+                keep = idx % s.workers == s.worker_index
+                chunk, idx = chunk[keep], idx[keep]
+            if chunk.size:
+                yield chunk, idx
+
+    async def _dispatch(self, t0: float, stop: asyncio.Event) -> None:
+        clock, rec, n_targets = self.clock, self.recorder, self.settings.n_targets
+        max_in_flight = self.settings.max_in_flight
+        loop = asyncio.get_running_loop()
+        sleep = asyncio.sleep
+        give_up = t0 + self.profile.duration_s + LATE_ABORT_S
+        start = getattr(self.transport, "start", None)  # callback fast path, if offered
+        on_send, done_callback = rec.on_send, self._done_callback
+        burst = 0
+        for offsets, indices in self._mine():
+            for offset, index in zip(offsets.tolist(), indices.tolist(), strict=True):
+                intended = t0 + offset
+                now = clock()
+                if intended > now:
+                    burst = 0
+                    if intended - now > SPIN_S:
+                        await sleep(intended - now - SPIN_S)
+                    while clock() < intended:
+                        await sleep(0)
+                    if stop.is_set():
+                        return
+                elif now > give_up:
+                    return
+                else:
+                    burst += 1
+                    if burst >= BURST:
+                        burst = 0
+                        await sleep(0)
+                        if stop.is_set():
+                            return
+                self._dispatched += 1
+                if self.in_flight >= max_in_flight:
+                    rec.on_error("dropped")
+                    continue
+                self.in_flight += 1
+                if start is not None:
+                    actual = clock()
+                    on_send(intended, actual)
+                    start(index % n_targets, done_callback(intended, actual))
+                    continue
+                task = loop.create_task(self._one(intended, index % n_targets))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def _forget_scheduled_after(self, offset: float) -> None:
+        """A stopped run: only arrivals before the stop count as scheduled."""
+        second = int(offset)
+        pending = self.recorder.scheduled
+        for s in [s for s in pending if s >= second]:
+            del pending[s]
+        partial = 0
+        for offsets, _ in self._mine():
+            if offsets[0] >= offset:
+                break
+            partial += int(((offsets >= second) & (offsets < offset)).sum())
+        if partial:
+            pending[second] = partial
+
+    def _done_callback(self, intended: float, actual: float) -> Callable[[str | None], None]:
+        rec, clock = self.recorder, self.clock
+
+        def done(outcome: str | None) -> None:
+            self.in_flight -= 1
+            if outcome is None:
+                rec.on_ok(intended, actual, clock())
+            elif outcome != "cancelled":
+                rec.on_error(outcome)
+
+        return done
+
+    async def _one(self, intended: float, target: int) -> None:
+        rec = self.recorder
+        actual = self.clock()
+        rec.on_send(intended, actual)
+        try:
+            outcome = await self.transport.send(target)
+        except asyncio.CancelledError:
+            self.in_flight -= 1
+            raise
+        except Exception:  # a transport bug must not kill the run: count it
+            outcome = "protocol"
+        done = self.clock()
+        self.in_flight -= 1
+        if outcome is None:
+            rec.on_ok(intended, actual, done)
+        else:
+            rec.on_error(outcome)

@@ -1,0 +1,138 @@
+import asyncio
+import time
+from collections import Counter
+
+import pytest
+
+from loadgen import recorder
+from loadgen.engine import Engine, EngineSettings
+from loadgen.recorder import Interval
+from loadgen.schedule import Profile
+from loadgen.transport import FakeTransport
+
+
+def _run(profile, transport, *, max_in_flight=100, n_targets=1, worker_index=0, workers=1,
+         stop_after=None):
+    intervals = []
+    engine = Engine(profile, transport,
+                    EngineSettings(max_in_flight=max_in_flight, n_targets=n_targets,
+                                   worker_index=worker_index, workers=workers),
+                    intervals.append)
+
+    async def main():
+        stop = asyncio.Event()
+        if stop_after is not None:
+            asyncio.get_running_loop().call_later(stop_after, stop.set)
+        return await engine.run(time.monotonic() + 0.05, stop)
+
+    stats = asyncio.run(main())
+    total = Interval(0)
+    for iv in intervals:
+        iv = Interval.from_wire({**iv.to_wire(), "t_s": 0})
+        total.merge(iv)
+    return stats, intervals, total, engine
+
+
+def test_sends_on_schedule_and_records_latency_from_intended_time():
+    fake = FakeTransport(lambda target, n: (0.005, 200))
+    profile = Profile(kind="constant", rate=200.0, duration_s=1.5)
+    stats, intervals, total, engine = _run(profile, fake, n_targets=3)
+    assert not stats.stopped_early and stats.unsent == 0
+    assert [iv.t_s for iv in intervals] == [1, 2]
+    assert total.scheduled == total.sent == total.ok == fake.count == 300
+    assert total.error_count == 0
+    assert [iv.scheduled for iv in intervals][:2] == [200, 100]
+    assert Counter(fake.targets_seen) == {0: 100, 1: 100, 2: 100}
+    assert fake.targets_seen[:6] == [0, 1, 2, 0, 1, 2]
+    lat = recorder.summary_ms(total.hists["corrected"])
+    assert 5.0 <= lat["p50"] < 8.0
+    lag = recorder.summary_ms(total.hists["send_lag"])
+    assert lag["p50"] < 2.0
+    assert fake.opened and fake.closed and engine.in_flight == 0
+
+
+def test_never_waits_for_responses_and_drops_at_the_ceiling():
+    # 100 req/s against a target that takes 0.3 s: at most 5 in flight -> most are dropped
+    fake = FakeTransport(lambda target, n: (0.3, 200))
+    profile = Profile(kind="constant", rate=100.0, duration_s=1.0)
+    _, intervals, total, _ = _run(profile, fake, max_in_flight=5)
+    assert total.scheduled == 100
+    assert total.sent == fake.count
+    assert total.sent + total.errors["dropped"] == 100
+    # 5 in flight for 0.3 s each over ~1 s: ~20 sent, the rest dropped
+    assert 15 <= total.sent <= 25
+    assert total.errors["dropped"] >= 75
+    assert max(iv.in_flight for iv in intervals) <= 5
+
+
+def test_error_classes_are_counted_and_only_2xx_is_timed():
+    outcomes = [200, 503, "timeout", 404, "connect", 201]
+    fake = FakeTransport(lambda target, n: (0.001, outcomes[n % len(outcomes)]))
+    profile = Profile(kind="constant", rate=120.0, duration_s=1.0)
+    _, _, total, _ = _run(profile, fake)
+    assert total.ok == 40
+    assert dict(total.errors) == {"http_503": 20, "timeout": 20, "http_404": 20, "connect": 20}
+    assert total.hists["corrected"].get_total_count() == 40
+
+
+def test_transport_exception_is_counted_not_fatal():
+    def behaviour(target, n):
+        if n % 2:
+            raise RuntimeError("boom")
+        return 0.0, 200
+
+    profile = Profile(kind="constant", rate=50.0, duration_s=0.5)
+    _, _, total, _ = _run(profile, FakeTransport(behaviour))
+    assert total.ok == 13 and total.errors["protocol"] == 12
+
+
+def test_stop_ends_early_and_cancels_in_flight():
+    fake = FakeTransport(lambda target, n: (10.0, 200))  # never answers in time
+    profile = Profile(kind="constant", rate=50.0, duration_s=30.0)
+    started = time.monotonic()
+    stats, _, total, engine = _run(profile, fake, stop_after=0.5)
+    assert time.monotonic() - started < 5.0
+    assert stats.stopped_early
+    assert 0 < total.sent <= 30
+    assert engine.in_flight == 0
+    assert total.sent <= total.scheduled <= total.sent + 3  # only arrivals before the stop
+
+
+def test_workers_split_arrivals_by_index():
+    profile = Profile(kind="constant", rate=90.0, duration_s=1.0)
+    seen = []
+    for w in range(3):
+        fake = FakeTransport(lambda target, n: (0.0, 200))
+        _, _, total, _ = _run(profile, fake, workers=3, worker_index=w, n_targets=2)
+        assert total.scheduled == total.sent == 30
+        seen.append(fake.targets_seen)
+    # global index i goes to target i % 2: worker 0 takes 0,3,6.. -> targets 0,1,0,1..
+    assert seen[0][:4] == [0, 1, 0, 1]
+    assert seen[1][:4] == [1, 0, 1, 0]
+
+
+def test_queueing_target_shows_in_corrected_not_uncorrected_latency():
+    # A single-server FIFO target with 20 ms service time receives 100 req/s (2x capacity)
+    # for 1 s. Open-loop: the queue grows, and the corrected latency shows the wait.
+    state = {"busy_until": 0.0}
+
+    def behaviour(target, n):
+        now = time.monotonic()
+        start = max(now, state["busy_until"])
+        state["busy_until"] = start + 0.02
+        return state["busy_until"] - now, 200
+
+    profile = Profile(kind="constant", rate=100.0, duration_s=1.0)
+    _, _, total, _ = _run(profile, FakeTransport(behaviour), max_in_flight=1000)
+    corrected = recorder.summary_ms(total.hists["corrected"])
+    assert total.ok == 100
+    # the last arrival (t=0.99 s) is served at ~2.0 s: ~1 s of queueing
+    assert corrected["max"] > 900
+    assert corrected["p50"] > 400
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_rejects_bad_ceiling(bad):
+    with pytest.raises(ValueError):
+        Engine(Profile(kind="constant", rate=1.0, duration_s=1.0), FakeTransport(None),
+               EngineSettings(max_in_flight=bad, n_targets=1), print)

@@ -1,0 +1,144 @@
+"""Several worker processes, one engine each, merged into one result.
+
+Worker ``i`` of ``N`` takes every N-th arrival (global index ``i mod N``), so the
+union is exactly the schedule. Each second a worker sends its interval (histograms
+encoded) to the parent, which merges the N intervals of a second losslessly and
+writes them. The parent owns Ctrl-C: workers ignore SIGINT and stop on an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import queue as queue_mod
+import signal
+import time
+
+from loadgen.recorder import Interval
+from loadgen.results import ResultsWriter
+
+START_LEAD_S = 0.3
+READY_TIMEOUT_S = 60.0
+
+
+def _worker_main(options, body, index, q, go, t0_value, stop_flag) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from loadgen import run as run_mod
+
+    try:
+        engine = run_mod.make_engine(options, body, lambda iv: q.put(
+            ("interval", index, iv.to_wire())), worker_index=index)
+        q.put(("ready", index, None))
+        go.wait()
+
+        async def main():
+            stop = asyncio.Event()
+
+            async def watch():
+                while not stop_flag.is_set():
+                    await asyncio.sleep(0.05)
+                stop.set()
+
+            watcher = asyncio.get_running_loop().create_task(watch())
+            try:
+                return await engine.run(t0_value.value, stop)
+            finally:
+                watcher.cancel()
+
+        with asyncio.Runner(loop_factory=lambda: run_mod.new_loop(options.loop)) as runner:
+            stats = runner.run(main())
+        q.put(("done", index, {"elapsed_s": stats.elapsed_s,
+                               "stopped_early": stats.stopped_early}))
+    except BaseException as e:  # report, never hang the parent
+        q.put(("failed", index, f"{type(e).__name__}: {e}"))
+
+
+def run_workers(options, body, out_dir, header, aggregator_cls, on_progress):
+    from loadgen.run import RunResult
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    go, stop_flag = ctx.Event(), ctx.Event()
+    t0_value = ctx.Value("d", 0.0)
+    n = options.workers
+    procs = [ctx.Process(target=_worker_main, name=f"loadgen-worker-{i}", daemon=True,
+                         args=(options, body, i, q, go, t0_value, stop_flag))
+             for i in range(n)]
+    for p in procs:
+        p.start()
+    interrupted = []
+
+    def on_signal(signum, frame):
+        interrupted.append(signum)
+        stop_flag.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    failures: list[str] = []
+    try:
+        ready = set()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while len(ready) < n and not interrupted:
+            try:
+                kind, i, data = q.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue_mod.Empty:
+                raise RuntimeError(
+                    f"workers did not start within {READY_TIMEOUT_S:g} s") from None
+            if kind == "failed":
+                raise RuntimeError(f"worker {i} failed to start: {data}")
+            ready.add(i)
+        t0_value.value = time.monotonic() + START_LEAD_S
+        started = time.time() + START_LEAD_S
+        writer = ResultsWriter(out_dir, header, started)
+        agg = aggregator_cls(writer, options.profile, on_progress)
+        go.set()
+        pending: dict[int, tuple[Interval, set]] = {}
+        reported: dict[int, int] = {i: 0 for i in range(n)}  # last second each sent
+        finished: dict[int, dict | None] = {}
+        next_t = 1
+        while True:
+            try:
+                kind, i, data = q.get(timeout=0.2)
+            except queue_mod.Empty:
+                kind = None
+            if kind == "interval":
+                iv = Interval.from_wire(data)
+                reported[i] = iv.t_s
+                if iv.t_s in pending:
+                    pending[iv.t_s][0].merge(iv)
+                    pending[iv.t_s][1].add(i)
+                else:
+                    pending[iv.t_s] = (iv, {i})
+            elif kind == "done":
+                finished[i] = data
+            elif kind == "failed":
+                finished[i] = None
+                failures.append(f"worker {i} failed: {data}")
+            for idx, p in enumerate(procs):
+                if idx not in finished and not p.is_alive() and q.empty():
+                    finished[idx] = None
+                    failures.append(f"worker {idx} died (exit code {p.exitcode})")
+            while next_t in pending and all(
+                    reported[w] >= next_t or w in finished for w in range(n)):
+                agg.add(pending.pop(next_t)[0])
+                next_t += 1
+            if len(finished) == n:
+                break
+        for t in sorted(pending):
+            agg.add(pending.pop(t)[0])
+        elapsed = max((d["elapsed_s"] for d in finished.values() if d), default=0.0)
+        stopped = bool(interrupted) or any(d and d["stopped_early"] for d in finished.values())
+        record = writer.finish(ended_at_epoch=started + elapsed, elapsed_s=elapsed,
+                               complete=not stopped and not failures,
+                               max_send_lag_ms=options.max_send_lag_ms,
+                               warmup_s=options.warmup_s, extra_reasons=failures)
+        return RunResult(out_dir, record)
+    finally:
+        stop_flag.set()
+        go.set()
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for p in procs:
+            p.join(timeout=5.0)
+            if p.is_alive():
+                p.kill()
+                p.join()
