@@ -1,0 +1,282 @@
+"""The sweep: for each Config, deploy -> warm up -> load -> tear down; then the report.
+
+One plain loop (STYLE.md 8). Results are keyed by Config id under ``out_dir``; a
+Config whose run finished is skipped on the next run unless ``force``. A Config that
+fails to deploy, or whose servers die, is recorded with its error and the sweep goes
+on. Ctrl-C stops after writing what was measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from loadgen import payload as payload_mod
+from loadgen import provenance, scrape
+from loadgen.run import Progress, RunOptions, run
+from loadgen.schedule import Profile
+from loadgen.warmup import WarmupOptions, warm_up
+
+STATUS_SCHEMA = "servesweep.status/1"
+SWEEP_SCHEMA = "servesweep.sweep/1"
+PHASES = ("deploying", "warming up", "loading", "tearing down")
+
+
+class SweepError(RuntimeError):
+    """The sweep cannot start (message says why)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepOptions:
+    out_dir: Path
+    payload: str = "tensor"
+    max_in_flight: int = 256
+    timeout_s: float = 30.0
+    force: bool = False
+    warmup: WarmupOptions = dataclasses.field(default_factory=WarmupOptions)
+    lock_path: Path | None = None
+    repo: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """Progress of the sweep, for display."""
+
+    index: int  # 1-based
+    total: int
+    name: str
+    phase: str  # one of PHASES, or "skipped" / "done" / "failed"
+    detail: str = ""
+    progress: Progress | None = None
+    eta_s: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigOutcome:
+    config_id: str
+    name: str
+    status: str  # done | skipped | failed | interrupted
+    error: str | None = None
+    valid: bool | None = None
+    problems: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepOutcome:
+    out_dir: Path
+    outcomes: tuple[ConfigOutcome, ...]
+    interrupted: bool
+    seconds: float
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+
+def profile_from(spec: Mapping[str, Any]) -> Profile:
+    """A Config's load-profile dict (deploy's spec) as loadgen's Profile."""
+    steps = spec.get("steps")
+    return Profile(
+        kind=spec["kind"], duration_s=float(spec["duration_s"]), arrivals=spec.get("arrivals", "uniform"),
+        seed=int(spec.get("seed") or 0), rate=spec.get("rate"), users=spec.get("users"),
+        spawn_rate=spec.get("spawn_rate"), per_user_rps=spec.get("per_user_rps"),
+        steps=tuple((float(r), float(d)) for r, d in steps) if steps else None,
+    )
+
+
+def read_status(config_dir: Path) -> dict | None:
+    try:
+        status = json.loads((config_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return status if status.get("schema") == STATUS_SCHEMA else None
+
+
+def is_complete(config_dir: Path) -> bool:
+    status = read_status(config_dir)
+    return bool(status and status["status"] == "done" and (config_dir / "run.json").is_file())
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+def sweep_record(sweep, options: SweepOptions) -> dict:
+    """sweep.json: everything needed to repeat the sweep exactly."""
+    return {
+        "schema": SWEEP_SCHEMA,
+        "sweep_id": sweep.id,
+        "name": sweep.name,
+        "backend": sweep.backend,
+        "spec": sweep.spec,
+        "source": sweep.source,
+        "slo": sweep.slo.to_dict(),
+        "configs": [c.to_record() for c in sweep.configs],
+        "image_note": sweep.image_note,
+        "load": {"payload": options.payload, "max_in_flight": options.max_in_flight, "timeout_s": options.timeout_s},
+        "tool": provenance.TOOL,
+        "lock_sha256": provenance.file_sha256(options.lock_path) if options.lock_path else None,
+        "git": provenance.git_commit(options.repo),
+        "host": provenance.host_facts(),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+class _Eta:
+    """Sweep ETA from the measured cost of finished Configs (an estimate before any)."""
+
+    def __init__(self, configs, warmup: WarmupOptions) -> None:
+        self.remaining = {c.id: float(c.profile["duration_s"]) for c in configs}
+        self.default_overhead_s = 30.0 + warmup.max_seconds / 3
+        self.measured: list[float] = []  # seconds spent outside the load phase, per Config
+
+    def overhead(self) -> float:
+        return sum(self.measured) / len(self.measured) if self.measured else self.default_overhead_s
+
+    def finish(self, config_id: str, seconds: float, measured: bool) -> None:
+        duration = self.remaining.pop(config_id, 0.0)
+        if measured:
+            self.measured.append(max(0.0, seconds - duration))
+
+    def eta(self, current_id: str | None = None, load_left_s: float | None = None) -> float:
+        """Seconds left: the rest of the current Config's load (if loading), then the others."""
+        total = sum(d + self.overhead() for d in self.remaining.values())
+        if current_id is not None and load_left_s is not None:
+            total -= self.remaining.get(current_id, 0.0) + self.overhead() / 2 - load_left_s
+        return max(0.0, total)
+
+
+def run_sweep(sweep, backend, options: SweepOptions,
+              on_event: Callable[[Event], None] = lambda e: None) -> SweepOutcome:
+    """Measure every Config of ``sweep`` with ``backend``; results under ``options.out_dir``."""
+    started = time.monotonic()
+    body = payload_mod.load(options.payload)  # bad payloads fail before anything is deployed
+    out = options.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    existing = out / "sweep.json"
+    if existing.is_file():
+        try:
+            recorded = json.loads(existing.read_text()).get("sweep_id")
+        except ValueError:
+            recorded = None
+        if recorded != sweep.id:
+            raise SweepError(f"{out} holds another sweep ({recorded}); use a new --out")
+    _write_json(existing, sweep_record(sweep, options))
+
+    eta = _Eta(sweep.configs, options.warmup)
+    outcomes: list[ConfigOutcome] = []
+    interrupted = False
+    total = len(sweep.configs)
+    for index, config in enumerate(sweep.configs, 1):
+        config_dir = out / config.id
+        if not options.force and is_complete(config_dir):
+            eta.finish(config.id, 0.0, measured=False)
+            outcomes.append(ConfigOutcome(config.id, config.name, "skipped"))
+            on_event(Event(index, total, config.name, "skipped", "already measured", eta_s=eta.eta()))
+            continue
+        t0 = time.monotonic()
+        try:
+            outcome = _measure(config, backend, body, options, config_dir,
+                               lambda phase, detail="", progress=None, left=None, i=index, c=config: on_event(
+                                   Event(i, total, c.name, phase, detail, progress, eta.eta(c.id, left))))
+        except KeyboardInterrupt:
+            outcome = ConfigOutcome(config.id, config.name, "interrupted", "stopped by Ctrl-C")
+        seconds = time.monotonic() - t0
+        outcome = dataclasses.replace(outcome, seconds=seconds)
+        outcomes.append(outcome)
+        eta.finish(config.id, seconds, measured=outcome.status == "done")
+        on_event(Event(index, total, config.name, outcome.status, outcome.error or "", eta_s=eta.eta()))
+        if outcome.status == "interrupted":
+            interrupted = True
+            break
+    return SweepOutcome(out, tuple(outcomes), interrupted, time.monotonic() - started)
+
+
+def _measure(config, backend, body, options: SweepOptions, config_dir: Path, phase) -> ConfigOutcome:
+    if config_dir.exists():
+        shutil.rmtree(config_dir)  # a failed, interrupted or --force'd earlier attempt
+    config_dir.mkdir(parents=True)
+    status: dict[str, Any] = {"schema": STATUS_SCHEMA, "config_id": config.id, "name": config.name,
+                              "status": "running", "error": None, "problems": [], "phases_s": {},
+                              "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    status_path = config_dir / "status.json"
+
+    def finish(state: str, error: str | None = None, valid: bool | None = None) -> ConfigOutcome:
+        status.update(status=state, error=error, valid=valid,
+                      ended_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        _write_json(status_path, status)
+        return ConfigOutcome(config.id, config.name, state, error, valid, tuple(status["problems"]))
+
+    def timed(name: str, t0: float) -> None:
+        status["phases_s"][name] = round(time.monotonic() - t0, 3)
+        _write_json(status_path, status)
+
+    _write_json(status_path, status)
+    t0 = time.monotonic()
+    phase("deploying")
+    try:
+        target = backend.deploy(config)
+    except KeyboardInterrupt:
+        _teardown(backend, status)
+        return finish("interrupted", "stopped by Ctrl-C while deploying")
+    except Exception as err:
+        _teardown(backend, status)
+        return finish("failed", f"deploy failed: {err}")
+    timed("deploy", t0)
+    try:
+        return _warm_and_load(config, backend, body, options, config_dir, target, status, phase, timed, finish)
+    finally:
+        t0 = time.monotonic()
+        phase("tearing down")
+        _teardown(backend, status)
+        timed("teardown", t0)
+        if status["status"] != "running":
+            _write_json(status_path, status)
+
+
+def _warm_and_load(config, backend, body, options, config_dir, target, status, phase, timed, finish) -> ConfigOutcome:
+    t0 = time.monotonic()
+    phase("warming up")
+    warm = warm_up(target.urls, body.body, body.content_type, options.warmup)
+    _write_json(config_dir / "warmup.json", warm.record())
+    timed("warmup", t0)
+    if warm.ok == 0:
+        return finish("failed", "no warm-up request succeeded: " + ", ".join(warm.errors[:3]))
+
+    bases = target.base_urls
+    before = [scrape.scrape(url) for url in bases]
+    t0 = time.monotonic()
+    profile = profile_from(config.profile)
+    phase("loading", f"{profile.kind} {profile.duration_s:.0f} s")
+    run_options = RunOptions(targets=tuple(target.urls), profile=profile, payload=options.payload,
+                             max_in_flight=options.max_in_flight, timeout_s=options.timeout_s)
+    result = run(run_options, str(config_dir), config_record=config.to_record(),
+                 server_identity=dict(target.identity),
+                 on_progress=lambda p: phase("loading", "", p, max(0.0, p.duration_s - p.t_s)))
+    timed("load", t0)
+    after = [scrape.scrape(url) for url in bases]
+    if bases:
+        scrape.write_csv(config_dir / "server_metrics.csv", bases, [s for s, _ in before], [s for s, _ in after])
+        status["problems"] += [err for _, err in before + after if err]
+    check = getattr(backend, "problems", None)
+    if check is not None:
+        status["problems"] += list(check())
+    if not result.complete:
+        return finish("interrupted", "stopped by Ctrl-C while loading", result.valid)
+    if status["problems"]:
+        return finish("done", "; ".join(status["problems"]), result.valid)
+    return finish("done", None, result.valid)
+
+
+def _teardown(backend, status: dict) -> None:
+    try:
+        backend.teardown()
+    except Exception as err:
+        status["problems"].append(f"teardown: {err}")

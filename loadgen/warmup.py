@@ -1,0 +1,94 @@
+"""Warm-up before measuring: requests until latency settles, bounded, reported apart.
+
+Closed-loop on purpose: one request at a time to every target in turn, so a cold
+server (graph tracing, allocator growth, oneDNN primitive caches) is warmed without
+being queued. Latency "settles" when the median of the last ``window`` requests is
+within ``tolerance`` of the median of the ``window`` before them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import statistics
+import time
+
+import aiohttp
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmupOptions:
+    window: int = 5
+    tolerance: float = 0.15
+    min_requests: int = 10
+    max_requests: int = 60
+    max_seconds: float = 45.0
+    timeout_s: float = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmupResult:
+    requests: int
+    ok: int
+    seconds: float
+    settled: bool
+    latencies_ms: tuple[float, ...]
+    errors: tuple[str, ...]
+
+    def record(self) -> dict:
+        """The warmup.json written beside run.json (excluded from the measurement)."""
+        lat = sorted(self.latencies_ms)
+        return {
+            "schema": "servesweep.warmup/1",
+            "requests": self.requests,
+            "ok": self.ok,
+            "seconds": round(self.seconds, 3),
+            "settled": self.settled,
+            "first_ms": self.latencies_ms[0] if self.latencies_ms else None,
+            "last_window_median_ms": statistics.median(self.latencies_ms[-5:]) if lat else None,
+            "latencies_ms": [round(v, 3) for v in self.latencies_ms],
+            "errors": list(self.errors[:10]),
+        }
+
+
+def settled(latencies: list[float], window: int, tolerance: float) -> bool:
+    """Median of the last window within ``tolerance`` (relative) of the window before it."""
+    if len(latencies) < 2 * window:
+        return False
+    last = statistics.median(latencies[-window:])
+    before = statistics.median(latencies[-2 * window : -window])
+    return abs(last - before) <= tolerance * max(before, 1e-9)
+
+
+async def _warm(urls: tuple[str, ...], body: bytes, content_type: str, options: WarmupOptions) -> WarmupResult:
+    latencies: list[float] = []
+    errors: list[str] = []
+    requests = 0
+    started = time.monotonic()
+    timeout = aiohttp.ClientTimeout(total=options.timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout, headers={"Content-Type": content_type}) as session:
+        while requests < options.max_requests and time.monotonic() - started < options.max_seconds:
+            url = urls[requests % len(urls)]
+            requests += 1
+            t0 = time.perf_counter()
+            try:
+                async with session.post(url, data=body) as response:
+                    await response.read()
+                    if response.status // 100 != 2:
+                        errors.append(f"HTTP {response.status}")
+                        continue
+            except (TimeoutError, aiohttp.ClientError) as err:
+                errors.append(type(err).__name__)
+                await asyncio.sleep(0.2)
+                continue
+            latencies.append((time.perf_counter() - t0) * 1000.0)
+            if len(latencies) >= options.min_requests and settled(latencies, options.window, options.tolerance):
+                break
+    done = settled(latencies, options.window, options.tolerance)
+    return WarmupResult(requests, len(latencies), time.monotonic() - started, done, tuple(latencies), tuple(errors))
+
+
+def warm_up(urls: tuple[str, ...], body: bytes, content_type: str,
+            options: WarmupOptions | None = None) -> WarmupResult:
+    """Run the warm-up to completion (its own event loop)."""
+    return asyncio.run(_warm(urls, body, content_type, options or WarmupOptions()))

@@ -1,0 +1,109 @@
+"""`//loadgen:sweep` end to end on this machine: tiny model, two Configs, a few seconds each.
+
+Checks the result files and the report, that a re-run skips finished Configs, and that a
+replica killed mid-run is recorded while the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from deploy.local import LocalBackend
+from deploy.spec import load_sweep
+from loadgen import sweep as sweep_mod
+from loadgen import sweep_cli
+from loadgen.warmup import WarmupOptions
+
+MODELS = Path("model/tiny_model")
+
+SPEC = {
+    "schema": "servesweep.sweep-spec/1",
+    "name": "mini",
+    "backend": "local",
+    "slo": {"p99_ms": 1000, "error_rate": 0.01},
+    "profile": {"kind": "constant", "rate": 20, "duration": "4s"},
+    "shapes": {
+        "one": {"vcpu": 1, "memory_gb": 1, "nodes": 1, "pricing": "e2-custom"},
+        "two": {"vcpu": 1, "memory_gb": 1, "nodes": 2, "pricing": "e2-custom"},
+    },
+    "serving": {"model_name": "tiny", "intra_op": "cpu", "inter_op": 1},
+    "matrix": {"shape": ["two", "one"]},
+}
+
+
+@pytest.fixture(scope="module")
+def spec_path(tmp_path_factory) -> Path:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 usable CPUs (two replicas pinned to one CPU each)")
+    path = tmp_path_factory.mktemp("spec") / "mini.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    return path
+
+
+def _sweep(spec_path: Path, out: Path, *extra: str):
+    args = ["--sweep", str(spec_path), "--models", str(MODELS), "--out", str(out), "--payload", "b64", *extra]
+    return CliRunner().invoke(sweep_cli.main, args, catch_exceptions=False)
+
+
+def test_sweep_writes_results_and_report_then_skips_on_rerun(spec_path, tmp_path):
+    first = _sweep(spec_path, tmp_path)
+    assert first.exit_code == 0, first.output
+    (sweep_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("s-")]
+    record = json.loads((sweep_dir / "sweep.json").read_text())
+    assert record["schema"] == "servesweep.sweep/1" and len(record["configs"]) == 2
+    assert record["host"]["cores"] >= 2 and record["git"].keys() == {"commit", "dirty"}
+    for config in record["configs"]:
+        d = sweep_dir / config["id"]
+        run = json.loads((d / "run.json").read_text())
+        assert run["config"]["id"] == config["id"] and run["complete"]
+        assert run["server"]["kind"] in ("local", "tensorflow_model_server")
+        assert run["totals"]["ok"] >= 60, run["totals"]  # 20/s for 4 s, minus nothing much
+        assert len(run["targets"]) == config["replicas"]
+        assert json.loads((d / "status.json").read_text())["status"] == "done"
+        assert json.loads((d / "warmup.json").read_text())["ok"] >= 1
+        assert (d / "series.csv").read_text().startswith("# servesweep.series/1")
+        assert (d / "latency.hlog").stat().st_size > 0
+        assert "request_count" in (d / "server_metrics.csv").read_text()
+    report = sweep_dir / "report"
+    assert (report / "index.html").is_file() and (report / "table.csv").is_file()
+    assert "recommendation:" in first.output and str(report / "index.html") in first.output
+    # 20 req/s of the tiny model meets the SLO on either shape: the cheaper one (1 node) is named.
+    recommendation = first.output.split("recommendation:", 1)[1]
+    assert "onex1" in recommendation, first.output
+
+    second = _sweep(spec_path, tmp_path)
+    assert second.exit_code == 0, second.output
+    assert "2 skipped" in second.output and "recommendation:" in second.output
+
+
+def test_killed_replica_is_recorded_and_the_sweep_goes_on(spec_path, tmp_path):
+    sweep = load_sweep(spec_path)
+    killed = []
+
+    with LocalBackend(model_base_path=MODELS / "tiny", workdir=tmp_path / "work") as backend:
+
+        def on_event(event: sweep_mod.Event) -> None:
+            if event.index == 1 and event.progress is not None and event.progress.t_s >= 1 and not killed:
+                pid = backend.pids()[1]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        options = sweep_mod.SweepOptions(out_dir=tmp_path / sweep.id, payload="b64",
+                                         warmup=WarmupOptions(min_requests=4, window=2))
+        outcome = sweep_mod.run_sweep(sweep, backend, options, on_event)
+
+    assert killed, "the replica was never killed"
+    first, second = outcome.outcomes
+    assert first.status == "done" and any("replica 1" in p and "exited" in p for p in first.problems)
+    status = json.loads((tmp_path / sweep.id / first.config_id / "status.json").read_text())
+    assert status["problems"] == list(first.problems)
+    run = json.loads((tmp_path / sweep.id / first.config_id / "run.json").read_text())
+    assert run["totals"]["errors"] > 0 and run["totals"]["ok"] > 0  # replica 0 kept answering
+    assert second.status == "done" and not second.problems
