@@ -124,7 +124,9 @@ def _rerun_spec(rerun: Path):
 @click.option("--allow-tags", is_flag=True, help="k8s: accept an image not pinned by digest.")
 @click.option("--profile", type=click.Choice(["spec", "seed"]), default="spec", show_default=True,
               help="Load profile: the spec's, or the seed study's full ramp (150 users, +1/s, 5 min).")
-@click.option("--payload", default="tensor", show_default=True, help="tensor | b64 | file:PATH")
+@click.option("--payload", default="b64", show_default=True,
+              help="b64: a JPEG/PNG for serving_bytes (default: JSON parsing is then not what is measured); "
+                   "tensor: the seed study's JSON pixel lists; file:PATH: a raw body.")
 @click.option("--max-in-flight", default=256, show_default=True, type=click.IntRange(1))
 @click.option("--timeout", "timeout_s", default=30.0, show_default=True, type=click.FloatRange(0.1, 60),
               help="Per-request timeout, seconds.")
