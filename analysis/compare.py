@@ -40,3 +40,19 @@ def compare_sweeps(before_dir: Path | str, after_dir: Path | str, *, pricing_csv
     slo = Slo(p99_ms=slo_p99_ms, error_rate=slo_error_rate)
     return compare(analyze(before_dir, pricing_csv=pricing_csv, slo=slo),
                    analyze(after_dir, pricing_csv=pricing_csv, slo=slo))
+
+
+def _num(value, fmt: str) -> str:
+    return "-" if value is None or pd.isna(value) else format(value, fmt)
+
+
+def format_comparison(df: pd.DataFrame) -> str:
+    """A plain-text table of the headline differences, one line per Config."""
+    lines = [f"{'config':<28} {'presence':<11} {'req/s at SLO':>24} {'p99 over run (ms)':>26}"]
+    for row in df.itertuples(index=False):
+        rps = f"{_num(row.slo_rps_before, '.1f')} -> {_num(row.slo_rps_after, '.1f')}"
+        change = "" if pd.isna(row.slo_rps_change) else f" ({row.slo_rps_change:+.0%})"
+        p99 = f"{_num(row.p99_ms_run_before, '.0f')} -> {_num(row.p99_ms_run_after, '.0f')}"
+        p99_change = "" if pd.isna(row.p99_ms_run_change) else f" ({row.p99_ms_run_change:+.0%})"
+        lines.append(f"{str(row.name)[:28]:<28} {row.presence:<11} {rps + change:>24} {p99 + p99_change:>26}")
+    return "\n".join(lines)

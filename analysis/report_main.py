@@ -1,5 +1,5 @@
 """CLI: bazel run //analysis:report -- RESULTS_DIR [--pricing CSV] [--slo-p99 1s] [--slo-errors 1%]
-[--target-rps N] [--out DIR]"""
+[--target-rps N] [--out DIR] [--compare BASELINE_DIR]"""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from analysis.compare import compare_sweeps, format_comparison
 from analysis.errors import ResultsError
 from analysis.report import build_report
 
@@ -55,8 +56,10 @@ def _resolve(path: str) -> Path:
 @click.option("--slo-errors", default="1%", show_default=True, help="Error-rate bound (e.g. 1%, 0.005).")
 @click.option("--target-rps", type=float, default=None, help="Traffic to serve; recommend the cheapest way.")
 @click.option("--out", "out", default=None, metavar="DIR", help="Report directory [default: RESULTS_DIR/report].")
+@click.option("--compare", "baseline", default=None, metavar="DIR",
+              help="Also compare with another sweep's results (e.g. the one this re-ran): compare.csv.")
 def main(results_dir: str, pricing: str | None, slo_p99: str, slo_errors: str, target_rps: float | None,
-         out: str | None) -> None:
+         out: str | None, baseline: str | None) -> None:
     """Analyse RESULTS_DIR (a sweep or one run) and write index.html, summary.md, table.csv, figures/."""
     try:
         p99_ms, err = parse_duration_ms(slo_p99), parse_fraction(slo_errors)
@@ -69,12 +72,20 @@ def main(results_dir: str, pricing: str | None, slo_p99: str, slo_errors: str, t
     try:
         report = build_report(results, pricing_csv=_resolve(pricing) if pricing else None, slo_p99_ms=p99_ms,
                               slo_error_rate=err, target_rps=target_rps, out_dir=out_dir)
+        diff = None
+        if baseline:
+            diff = compare_sweeps(_resolve(baseline), results, pricing_csv=_resolve(pricing) if pricing else None,
+                                  slo_p99_ms=p99_ms, slo_error_rate=err)
+            diff.to_csv(out_dir / "compare.csv", index=False)
     except (ResultsError, ValueError) as e:
         click.echo(f"report: error: {e}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("report: interrupted", err=True)
         sys.exit(130)
+    if diff is not None:
+        click.echo(format_comparison(diff))
+        click.echo(f"comparison: {out_dir / 'compare.csv'}")
     click.echo(report.recommendation)
     click.echo(f"report: {report.index_html}")
 

@@ -50,3 +50,12 @@ def test_cli_rejects_bad_options(tmp_path):
     for args in (["--slo-p99", "soon"], ["--slo-errors", "lots"], ["--target-rps", "-3"]):
         res = CliRunner().invoke(main, [str(FIXTURE_SWEEP), "--out", str(tmp_path), *args])
         assert res.exit_code == 2 and "Invalid value" in res.output
+
+
+def test_cli_compares_with_a_baseline(tmp_path):
+    res = CliRunner().invoke(main, [str(FIXTURE_SWEEP), "--out", str(tmp_path / "r"), "--compare", str(FIXTURE_SWEEP)])
+    assert res.exit_code == 0, res.output
+    compared = (tmp_path / "r" / "compare.csv").read_text().splitlines()
+    assert compared[0].startswith("config_id,name,presence")
+    assert len(compared) == 1 + 5  # one row per fixture Config
+    assert "(+0%)" in res.output and "both" in res.output  # a sweep against itself: no change

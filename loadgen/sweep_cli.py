@@ -204,6 +204,13 @@ def main(spec_path, backend, kube_context, endpoint, allow_tags, profile, payloa
     report = build_report(out_dir, pricing_csv=_user_path(pricing) if pricing else None,
                           slo_p99_ms=sweep.slo.p99_ms, slo_error_rate=sweep.slo.error_rate,
                           target_rps=target_rps, out_dir=out_dir / "report")
+    if rerun:
+        from analysis.compare import compare_sweeps, format_comparison
+
+        diff = compare_sweeps(_user_path(rerun), out_dir, pricing_csv=_user_path(pricing) if pricing else None,
+                              slo_p99_ms=sweep.slo.p99_ms, slo_error_rate=sweep.slo.error_rate)
+        diff.to_csv(out_dir / "report" / "compare.csv", index=False)
+        echo.line(f"compared with {_user_path(rerun)}:\n{format_comparison(diff)}")
     echo.report(report, out_dir / "report")
     if outcome.interrupted:
         sys.exit(130)

@@ -11,6 +11,7 @@ import os
 import signal
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -81,6 +82,20 @@ def test_sweep_writes_results_and_report_then_skips_on_rerun(spec_path, tmp_path
     second = _sweep(spec_path, tmp_path)
     assert second.exit_code == 0, second.output
     assert "2 skipped" in second.output and "recommendation:" in second.output
+
+    # --rerun re-expands the recorded spec into the very same Configs.
+    rerun, recorded = sweep_cli._rerun_spec(sweep_dir)
+    assert [c.id for c in rerun.configs] == [c["id"] for c in record["configs"]]
+    assert recorded["sweep_id"] == record["sweep_id"] == rerun.id
+    broken = dict(record, configs=[dict(record["configs"][0], id="c-0000000000")])
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "sweep.json").write_text(json.dumps(broken))
+    with pytest.raises(click.ClickException, match="no longer expands to the same Configs"):
+        sweep_cli._rerun_spec(tmp_path / "other")
+
+    # --list expands the recorded spec without running anything.
+    listed = CliRunner().invoke(sweep_cli.main, ["--sweep", str(spec_path), "--list"])
+    assert listed.exit_code == 0 and all(c["id"] in listed.output for c in record["configs"])
 
 
 def test_killed_replica_is_recorded_and_the_sweep_goes_on(spec_path, tmp_path):
