@@ -53,6 +53,7 @@ class LocalBackend:
         server_binary: str | None = None,
         available_timeout_s: float = 180.0,
         launch: Callable[..., Any] | None = None,
+        server_nice: int = 10,
     ) -> None:
         self.model_base_path = Path(model_base_path)
         self.workdir = Path(workdir)
@@ -61,6 +62,9 @@ class LocalBackend:
         self.server_binary = server_binary
         self.available_timeout_s = available_timeout_s
         self._launch = launch
+        # The load generator shares this machine with the servers (on a cluster it would not):
+        # lower the servers' CPU priority so the generator keeps to its schedule.
+        self.server_nice = server_nice
         self._procs: list[Any] = []
 
     def __enter__(self) -> LocalBackend:
@@ -91,6 +95,7 @@ class LocalBackend:
                         cpus=cpus,
                         server_binary=self.server_binary,
                         workdir=workdir,
+                        nice=self.server_nice,
                     )
                 )
             for proc in self._procs:

@@ -54,8 +54,9 @@ class FakeServer:
 
 
 def _fake_launch(log, fail_on=None):
-    def launch(serving, *, model_base_path, host, rest_port, cpus, server_binary, workdir):
+    def launch(serving, *, model_base_path, host, rest_port, cpus, server_binary, workdir, nice):
         log.append(("launch", tuple(cpus)))
+        log.append(("nice", nice))
         return FakeServer(log, tuple(cpus), rest_port, fail=tuple(cpus) == fail_on)
 
     return launch
@@ -67,7 +68,7 @@ def test_deploy_pins_each_replica_and_teardown_stops_all(tmp_path):
         model_base_path=tmp_path, workdir=tmp_path / "w", cpus=(0, 1), launch=_fake_launch(log)
     )
     target = backend.deploy(_two_by_one())
-    assert log == [("launch", (0,)), ("launch", (1,))]
+    assert log == [("launch", (0,)), ("nice", 10), ("launch", (1,)), ("nice", 10)]  # servers yield to the generator
     assert len(target.urls) == 2 and all(u.endswith("/v1/models/tiny:predict") for u in target.urls)
     assert target.identity["cpus"] == [[0], [1]] and target.identity["replicas"] == 2
     with pytest.raises(DeployError, match="teardown"):

@@ -133,6 +133,21 @@ class ServerProcess:
         self.stop()
 
 
+def _child_setup(cpus: Sequence[int] | None, nice: int):
+    """Runs in the child between fork and exec: pin and renice before any thread exists."""
+    if cpus is None and nice == 0:
+        return None
+    wanted = set(cpus) if cpus is not None else None
+
+    def setup() -> None:
+        if wanted is not None:
+            os.sched_setaffinity(0, wanted)
+        if nice:
+            os.nice(nice)
+
+    return setup
+
+
 def launch(
     config: ServingConfig,
     *,
@@ -145,10 +160,13 @@ def launch(
     grpc_port: int | None = None,
     max_body_bytes: int | None = None,
     local: bool = False,
+    nice: int = 0,
 ) -> ServerProcess:
     """Starts the server (without waiting; call `.wait_available()`). `rest_port=0` picks a free port.
 
-    `local=True` runs the local server even when tensorflow_model_server is on PATH.
+    `local=True` runs the local server even when tensorflow_model_server is on PATH. `cpus` pins
+    the process (and so every thread it starts) before it runs; `nice` > 0 lowers its CPU
+    priority, so that a load generator sharing the machine is not starved by the server.
     """
     base = Path(model_base_path).absolute()
     if not base.is_dir():
@@ -191,22 +209,24 @@ def launch(
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     identity["files"] = {name: path.read_text() for name, path in files.items()}
     identity["cpus"] = sorted(cpus) if cpus is not None else None
+    identity["nice"] = nice
+    if cpus is not None:
+        try:  # fail here, with a clear message, rather than in the child
+            unknown = set(cpus) - os.sched_getaffinity(0)
+        except OSError as err:
+            raise LaunchError(f"cannot read this process's CPU affinity: {err.strerror}") from None
+        if unknown:
+            raise LaunchError(f"cannot pin the server to CPUs {sorted(cpus)}: {sorted(unknown)} not usable here")
     log_path = work / "server.log"
     with open(log_path, "ab") as log:
         try:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work,
                 start_new_session=True,  # Ctrl-C in the terminal reaches the parent only; the parent stops us
+                preexec_fn=_child_setup(cpus, nice),
             )
-        except OSError as err:
-            raise LaunchError(f"cannot start {argv[0]}: {err.strerror}") from None
-    if cpus is not None:
-        try:
-            os.sched_setaffinity(proc.pid, set(cpus))
-        except OSError as err:
-            proc.kill()
-            proc.wait()
-            raise LaunchError(f"cannot pin the server to CPUs {sorted(cpus)}: {err.strerror}") from None
+        except (OSError, subprocess.SubprocessError) as err:
+            raise LaunchError(f"cannot start {argv[0]}: {getattr(err, 'strerror', None) or err}") from None
     identity["pid"] = proc.pid
     return ServerProcess(proc, url=f"http://{host}:{port}", model_name=config.model_name, identity=identity,
                          log_path=log_path)

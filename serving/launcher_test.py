@@ -31,10 +31,16 @@ def test_local_server_is_pinned_reports_identity_and_stops_gracefully(tiny_model
     # A long batch timeout keeps a request in flight while we stop the server.
     config = ServingConfig(model_name="tiny", intra_op=1, inter_op=1, enable_batching=True,
                            batching=BatchingParameters(max_batch_size=8, batch_timeout_micros=1_500_000))
-    server = start_server(config, tiny_model, tmp_path, cpus=[0], local=True)
+    server = start_server(config, tiny_model, tmp_path, cpus=[0], local=True, nice=5)
     try:
-        assert os.sched_getaffinity(server.pid) == {0}
+        # Pinned and reniced before exec: every thread TensorFlow started carries both.
+        threads = [int(t) for t in os.listdir(f"/proc/{server.pid}/task")]
+        assert len(threads) > 1
+        assert all(os.sched_getaffinity(t) == {0} for t in threads)
+        base = os.getpriority(os.PRIO_PROCESS, os.getpid())
+        assert all(os.getpriority(os.PRIO_PROCESS, t) == min(base + 5, 19) for t in threads)
         ident = server.identity
+        assert ident["nice"] == 5
         assert ident["kind"] == "local" and ident["version"].startswith(launcher.LOCAL_VERSION)
         assert ident["cpus"] == [0] and ident["image_digest"] is None
         assert f"--model_base_path={tiny_model}" in ident["argv"]

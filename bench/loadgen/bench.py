@@ -166,27 +166,34 @@ def ours_trial(url: str, body_spec: str, rate: float, seconds: int, transport: s
 
 def ours_max_rate(url: str, body_spec: str, start: float, seconds: int, transport: str,
                   workdir: str, log) -> tuple[float, dict | None]:
-    """Highest valid open-loop rate: grow x1.25 until invalid, then bisect twice."""
-    best, best_rec, rate, bad = 0.0, None, start, None
-    while bad is None:
-        ok, rec = ours_trial(url, body_spec, rate, seconds, transport, workdir)
-        log(f"  ours[{transport}] {rate:9.0f}/s -> {'valid' if ok else 'invalid'} "
+    """Highest valid open-loop rate: climb x1.25 until two rates in a row are invalid
+    (a noisy neighbour can spoil one), then bisect twice below the first invalid one."""
+    best, best_rec, rate, bad, misses = 0.0, None, start, None, 0
+
+    def trial(r):
+        ok, rec = ours_trial(url, body_spec, r, seconds, transport, workdir)
+        log(f"  ours[{transport}] {r:9.0f}/s -> {'valid' if ok else 'invalid'} "
             f"(send-lag p99 {rec['send_lag_ms']['p99']} ms, errors {rec['totals']['errors']})")
+        return ok, rec
+
+    while misses < 2:
+        ok, rec = trial(rate)
         if ok:
-            best, best_rec, rate = rate, rec, rate * 1.25
+            best, best_rec, bad, misses = rate, rec, None, 0
+        elif best == 0.0:  # the start was too high: halve
+            if rate < 200:
+                break
+            rate /= 2
+            continue
         else:
-            bad = rate
-            if best == 0.0:
-                if rate < 200:
-                    break
-                bad, rate = None, rate / 2
+            bad = bad or rate
+            misses += 1
+        rate *= 1.25
     for _ in range(2):
         if best == 0.0 or bad is None:
             break
         mid = (best + bad) / 2
-        ok, rec = ours_trial(url, body_spec, mid, seconds, transport, workdir)
-        log(f"  ours[{transport}] {mid:9.0f}/s -> {'valid' if ok else 'invalid'} "
-            f"(send-lag p99 {rec['send_lag_ms']['p99']} ms)")
+        ok, rec = trial(mid)
         if ok:
             best, best_rec = mid, rec
         else:

@@ -1,0 +1,42 @@
+"""Shared bits of the loadgen integration tests: start and stop the 127.0.0.1 test server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+
+SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loadgen_testserver.py")
+
+
+def child_env() -> dict:
+    """Environment for child Pythons: our sys.path, so `loadgen` imports under Bazel too."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p or os.curdir) for p in sys.path)
+    return env
+
+
+@contextlib.contextmanager
+def running_server(*args: str, lifetime_s: float = 60.0):
+    """Yield (base_url, process) for a test server started with ``args``."""
+    proc = subprocess.Popen(
+        [sys.executable, SERVER, "--max-lifetime-s", str(lifetime_s), *args],
+        stdout=subprocess.PIPE, env=child_env(), text=True)
+    try:
+        line = proc.stdout.readline()
+        if not line.strip().isdigit():
+            raise RuntimeError(f"test server did not start (said {line!r})")
+        yield f"http://127.0.0.1:{int(line)}", proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+
+
+def server_stats(base_url: str) -> dict:
+    with urllib.request.urlopen(f"{base_url}/stats", timeout=10) as resp:
+        return json.load(resp)

@@ -1,0 +1,105 @@
+"""A small TF-Serving-shaped test target for the load generator's tests (127.0.0.1 only).
+
+Run as a script; prints the chosen port on the first line of stdout.
+
+  --delay-ms MEAN --delay-sigma S --seed N   the n-th request sleeps delays[n] (seeded
+                                             lognormal, so the truth is known exactly)
+  --freeze-every 5 --freeze-s 1              block the whole event loop for freeze-s
+                                             every freeze-every seconds (a stalled server)
+
+POST /v1/models/<name>:predict answers {"predictions": [[...]]} after its delay
+(names starting with "zero" answer at once and are not recorded: the path's own cost).
+GET /stats answers {"served_delays_ms": [...], "held_ms": [...]}: the delays drawn and
+how long each request was really held (the truth a client's latency should match).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import socket
+import sys
+import time
+
+import numpy as np
+from aiohttp import web
+
+
+def delays_ms(mean_ms: float, sigma: float, seed: int, n: int) -> np.ndarray:
+    """The delay sequence: lognormal with the given mean (ms) and log-sd."""
+    if mean_ms <= 0:
+        return np.zeros(n)
+    rng = np.random.default_rng(seed)
+    mu = np.log(mean_ms) - sigma * sigma / 2.0
+    return rng.lognormal(mu, sigma, n)
+
+
+def build_app(args) -> web.Application:
+    sequence = delays_ms(args.delay_ms, args.delay_sigma, args.seed, 200_000)
+    served: list[float] = []  # delays drawn, in arrival order
+    held: list[float] = []  # how long each request was actually held (sleep overshoot too)
+    body = b'{"predictions": [[0.25, 0.75]]}'
+
+    async def predict(request: web.Request) -> web.Response:
+        started = time.monotonic()
+        await request.read()
+        if request.match_info["name"].startswith("zero"):  # calibration: no delay, not recorded
+            return web.Response(body=body, content_type="application/json")
+        delay = float(sequence[len(served) % sequence.size])
+        served.append(delay)
+        if delay > 0:
+            await asyncio.sleep(delay / 1000.0)
+        held.append((time.monotonic() - started) * 1000.0)
+        return web.Response(body=body, content_type="application/json")
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response({"served_delays_ms": served, "held_ms": held})
+
+    async def freezer(app):
+        async def loop():
+            while True:
+                await asyncio.sleep(args.freeze_every - args.freeze_s)
+                time.sleep(args.freeze_s)  # deliberately blocks everything
+
+        task = asyncio.get_running_loop().create_task(loop())
+        yield
+        task.cancel()
+
+    app = web.Application()
+    app.router.add_post("/v1/models/{name}", predict)
+    app.router.add_get("/stats", stats)
+    if args.freeze_every > 0:
+        app.cleanup_ctx.append(freezer)
+    return app
+
+
+async def serve(args) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", args.port))
+    sock.listen(1024)
+    runner = web.AppRunner(build_app(args), access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock, backlog=1024).start()
+    print(sock.getsockname()[1], flush=True)
+    await asyncio.sleep(args.max_lifetime_s)  # never outlive a test run
+    await runner.cleanup()
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--delay-ms", type=float, default=0.0)
+    p.add_argument("--delay-sigma", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--freeze-every", type=float, default=0.0)
+    p.add_argument("--freeze-s", type=float, default=1.0)
+    p.add_argument("--max-lifetime-s", type=float, default=120.0)
+    args = p.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
