@@ -3,8 +3,10 @@
 `parse_body` and `predict_tensors` reproduce the checks, their order and their error
 strings; `format_predict` writes responses in the same shapes. Every failure is an
 `ApiError` carrying the absl status code that TF Serving would return. Large numeric
-payloads take a numpy fast path that accepts exactly what the exact walk accepts (it falls
-back to the exact walk for anything it cannot prove valid, so errors are always TF's).
+payloads take numpy fast paths that accept exactly what the exact walk accepts (they fall
+back to the exact walk for anything they cannot prove valid, so errors are always TF's):
+`fast_json` parses a body's big regular array of numbers without Python objects per
+number, and `np.array` converts nested lists that were parsed the ordinary way.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import binascii
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+
+from serving import fast_json
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 _INT_LIMITS = {
@@ -118,18 +122,34 @@ def _reject_constant(name: str) -> float:
     return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[name]
 
 
-def parse_body(body: bytes) -> dict[str, Any]:
+def parse_body(body: bytes, *, fast: bool = True) -> dict[str, Any]:
     """ParseJson: empty -> 'document is empty', syntax errors with offset, top level must be an object.
 
     As with rapidjson's kParseStopWhenDoneFlag, anything after the first complete value is ignored.
+    A body around one big regular numeric array comes back as a `fast_json.LazyDoc` (equal to
+    the exact parse; `fast=False` forces the exact parse).
     """
+    if fast:
+        doc = fast_json.parse(body, _parse_exact)
+        if doc is not None:
+            return doc
+    return _parse_exact(body)
+
+
+def _parse_exact(body: bytes, on_object: Callable[[list], None] | None = None) -> dict[str, Any]:
+    """The exact parse; `on_object` sees each object's (name, value) pairs, innermost first."""
     if not body:
         raise invalid("JSON Parse error: The document is empty")
     text = body.decode("utf-8", errors="replace")
     start = len(text) - len(text.lstrip(" \t\n\r"))
     if start == len(text):
         raise invalid(f"JSON Parse error: The document is empty at offset: {start}")
-    decoder = json.JSONDecoder(parse_constant=_reject_constant)
+    hook = None
+    if on_object is not None:
+        def hook(pairs: list) -> dict:
+            on_object(pairs)
+            return dict(pairs)
+    decoder = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=hook)
     try:
         doc, _end = decoder.raw_decode(text, start)
     except json.JSONDecodeError as err:
@@ -297,7 +317,8 @@ def _fast_numeric(value: Any, dtype: str, body_has_bool: bool) -> np.ndarray | N
         if finite.size and float(np.abs(finite).max()) > (1 << 24) - 1:
             return None
     elif arr.dtype.kind in "iu":
-        if arr.size and int(np.abs(arr).max()) > (1 << 24) - 1:
+        # (not np.abs: it overflows at the int64 minimum)
+        if arr.size and (int(arr.max()) > (1 << 24) - 1 or int(arr.min()) < -((1 << 24) - 1)):
             return None
     else:
         return None
@@ -342,6 +363,10 @@ def predict_tensors(
 
     `fast=False` forces the value-by-value walk (the fast path must give the same answer).
     """
+    if fast and isinstance(doc, fast_json.LazyDoc) and doc.pending is not None:
+        inputs = _from_pending(doc, doc.pending, input_dtypes)
+        if inputs is not None:
+            return inputs
     if not input_dtypes:
         raise invalid("Failed to get input map for signature: DEFAULT")
     # No bool literal anywhere in the body means no bool value can hide in a numeric array.
@@ -361,6 +386,45 @@ def predict_tensors(
     if "inputs" in doc:
         return PredictInputs(_from_inputs(doc["inputs"], input_dtypes, body_has_bool), row_format=False)
     raise invalid("Missing 'inputs' or 'instances' key")
+
+
+def _from_pending(
+    doc: Mapping[str, Any], pending: fast_json.NumericArray, dtypes: Mapping[str, str]
+) -> PredictInputs | None:
+    """The body's array parsed by numpy, when the exact walk would accept it and give the same tensor.
+
+    Only one input, and only the array's own key: then both 'instances' (row) and 'inputs'
+    (columnar) come to one conversion of the whole array. None: use the exact path.
+    """
+    if len(dtypes) != 1 or ("instances" in doc and "inputs" in doc):
+        return None
+    ((name, dtype),) = dtypes.items()
+    arr = _pending_tensor(pending, dtype)
+    if arr is None:
+        return None
+    return PredictInputs({name: arr}, row_format=pending.key == "instances")
+
+
+def _pending_tensor(pending: fast_json.NumericArray, dtype: str) -> np.ndarray | None:
+    """_convert's checks on the whole array at once; None where one would fail (or numpy would overflow)."""
+    values = pending.values
+    if dtype in ("DT_FLOAT", "DT_DOUBLE"):
+        target = np.float32 if dtype == "DT_FLOAT" else np.float64
+        if pending.integers:
+            limit = (1 << 24) - 1 if dtype == "DT_FLOAT" else (1 << 53) - 1
+            if int(values.max()) > limit or int(values.min()) < -limit:
+                return None
+        elif dtype == "DT_FLOAT" and float(np.abs(values).max()) > FLOAT32_MAX:
+            return None  # (values are finite: fast_json refuses the rest)
+    elif dtype in _INT_LIMITS and pending.integers:
+        target = NUMPY_DTYPES[dtype]
+        lo, hi = _INT_LIMITS[dtype]
+        info = np.iinfo(target)
+        if int(values.min()) < max(lo, info.min) or int(values.max()) > min(hi, info.max):
+            return None  # an error, or numpy's OverflowError, in the exact walk
+    else:
+        return None
+    return values.astype(target).reshape(pending.shape)
 
 
 def _from_instances(instances: list[Any], dtypes: Mapping[str, str], body_has_bool: bool) -> dict[str, np.ndarray]:

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from serving import fast_json
 from serving import json_tensor as jt
 from serving.json_tensor import ApiError
 
@@ -93,3 +94,36 @@ def test_base64_accepts_web_safe_and_unpadded():
     assert jt.decode_b64({"b64": "_-8="}) == b"\xff\xef"
     with pytest.raises(ApiError, match="Unable to base64 decode"):
         jt.decode_b64({"b64": "a"})
+
+
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": ")])
+@pytest.mark.parametrize("key", ["instances", "inputs"])
+def test_resnet_sized_pixel_body_is_parsed_by_numpy_to_the_exact_tensor(separators, key):
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3))
+    doc = {"signature_name": "serving_default", key: pixels.tolist()}
+    body = json.dumps(doc, separators=separators).encode()
+    fast_doc = jt.parse_body(body)
+    assert isinstance(fast_doc, fast_json.LazyDoc)
+    fast = jt.predict_tensors(fast_doc, {"image": "DT_FLOAT"}, body)
+    assert fast_doc.pending is not None  # no Python list was made
+    exact = jt.predict_tensors(jt.parse_body(body, fast=False), {"image": "DT_FLOAT"}, body, fast=False)
+    assert fast.row_format == exact.row_format == (key == "instances")
+    a, b = fast.tensors["image"], exact.tensors["image"]
+    assert a.dtype == b.dtype == np.float32 and a.shape == b.shape == (2, 224, 224, 3) and np.array_equal(a, b)
+    assert fast_doc == doc and fast_doc.pending is None  # reading it as Python gives the same values
+
+
+def test_errors_after_a_fast_parse_are_the_exact_ones():
+    body = json.dumps({"instances": [[1, 2]], "inputs": [[3, 4]]}).encode()
+    for dtypes in ({"x": "DT_FLOAT"}, {"x": "DT_FLOAT", "y": "DT_FLOAT"}, {}):
+        messages = []
+        for fast in (True, False):
+            with pytest.raises(ApiError) as err:
+                jt.predict_tensors(jt.parse_body(body, fast=fast), dtypes, body, fast=fast)
+            messages.append(err.value.message)
+        assert messages[0] == messages[1]
+
+
+def test_the_smallest_int64_is_not_a_float32_and_takes_the_exact_error():
+    with pytest.raises(ApiError, match="Cannot convert JSON value: -9223372036854775808 to float"):
+        _predict({"instances": [-(2**63)]})
