@@ -144,6 +144,10 @@ def _child_setup(cpus: Sequence[int] | None, nice: int):
             os.sched_setaffinity(0, wanted)
         if nice:
             os.nice(nice)
+            # start_new_session put us in a new scheduler autogroup (where the kernel has them),
+            # and CPU is shared between autogroups by the group's nice, not the threads'.
+            with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
+                group.write(str(nice))
 
     return setup
 
