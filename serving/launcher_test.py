@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_local_server_is_pinned_reports_identity_and_stops_gracefully(tiny_model
         base = os.getpriority(os.PRIO_PROCESS, os.getpid())
         assert all(os.getpriority(os.PRIO_PROCESS, t) == min(base + 5, 19) for t in threads)
         if os.path.exists(f"/proc/{server.pid}/autogroup"):  # its own session's scheduler group
-            assert open(f"/proc/{server.pid}/autogroup").read().split()[-1] == "5"
+            assert Path(f"/proc/{server.pid}/autogroup").read_text().split()[-1] == "5"
         ident = server.identity
         assert ident["nice"] == 5
         assert ident["kind"] == "local" and ident["version"].startswith(launcher.LOCAL_VERSION)
