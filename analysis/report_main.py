@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
-from pathlib import Path
 
 import click
 
 from analysis.compare import compare_sweeps, format_comparison
 from analysis.errors import ResultsError
 from analysis.report import build_report
+from tools.python.runpath import user_path
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*$")
 
@@ -41,13 +40,6 @@ def parse_fraction(text: str) -> float:
     return value
 
 
-def _resolve(path: str) -> Path:
-    """User paths are relative to where `bazel run` was invoked."""
-    p = Path(path).expanduser()
-    base = os.environ.get("BUILD_WORKING_DIRECTORY")
-    return p if p.is_absolute() or not base else Path(base) / p
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("results_dir")
 @click.option("--pricing", "pricing", default=None, metavar="CSV",
@@ -67,14 +59,14 @@ def main(results_dir: str, pricing: str | None, slo_p99: str, slo_errors: str, t
         raise click.BadParameter(str(e)) from None
     if target_rps is not None and target_rps <= 0:
         raise click.BadParameter(f"--target-rps must be positive, got {target_rps:g}")
-    results = _resolve(results_dir)
-    out_dir = _resolve(out) if out else results / "report"
+    results = user_path(results_dir)
+    out_dir = user_path(out) if out else results / "report"
     try:
-        report = build_report(results, pricing_csv=_resolve(pricing) if pricing else None, slo_p99_ms=p99_ms,
+        report = build_report(results, pricing_csv=user_path(pricing) if pricing else None, slo_p99_ms=p99_ms,
                               slo_error_rate=err, target_rps=target_rps, out_dir=out_dir)
         diff = None
         if baseline:
-            diff = compare_sweeps(_resolve(baseline), results, pricing_csv=_resolve(pricing) if pricing else None,
+            diff = compare_sweeps(user_path(baseline), results, pricing_csv=user_path(pricing) if pricing else None,
                                   slo_p99_ms=p99_ms, slo_error_rate=err)
             diff.to_csv(out_dir / "compare.csv", index=False)
     except (ResultsError, ValueError) as e:

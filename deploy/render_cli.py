@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 import click
 
 from deploy import render, spec
 from serving.image import lock as image_lock
-
-
-def _user_path(p: str) -> Path:
-    path = Path(p)
-    if path.is_absolute():
-        return path
-    return Path(os.environ.get("BUILD_WORKING_DIRECTORY", os.getcwd())) / path
+from tools.python.runpath import user_path
 
 
 @click.command()
@@ -28,8 +20,8 @@ def _user_path(p: str) -> Path:
 def main(spec_file: str, out_dir: str, allow_tags: bool, lock_file: str | None, check: bool) -> None:
     """Render the Kubernetes manifests of every Config in a sweep SPEC."""
     try:
-        sweep = spec.load_sweep(_user_path(spec_file), lock_path=_user_path(lock_file) if lock_file else None)
-        out = _user_path(out_dir)
+        sweep = spec.load_sweep(user_path(spec_file), lock_path=user_path(lock_file) if lock_file else None)
+        out = user_path(out_dir)
         dirs = render.render_sweep(sweep, out, allow_tags=allow_tags)
         failed = 0
         for c in sweep.configs:

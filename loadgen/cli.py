@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -12,12 +11,7 @@ from loadgen import schedule, transport
 from loadgen.payload import PayloadError
 from loadgen.run import OptionsError, Progress, RunOptions
 from loadgen.schedule import Profile, ScheduleError
-
-
-def _resolve(path: str) -> str:
-    """`bazel run` starts in runfiles: user paths are relative to where it was called."""
-    base = os.environ.get("BUILD_WORKING_DIRECTORY")
-    return path if os.path.isabs(path) or not base else os.path.join(base, path)
+from tools.python.runpath import user_path
 
 
 def _ms(text: str) -> float:
@@ -115,7 +109,7 @@ def main(targets, profile, rate, users, spawn_rate, per_user_rps, steps_text, du
                        per_user_rps=per_user_rps if profile == "ramp" else None,
                        steps=steps if profile == "steps" else None)
         if payload_spec.startswith("file:"):
-            payload_spec = "file:" + _resolve(payload_spec[len("file:"):])
+            payload_spec = "file:" + str(user_path(payload_spec[len("file:"):]))
         options = RunOptions(
             targets=tuple(targets), profile=prof, payload=payload_spec,
             max_in_flight=max_in_flight, timeout_s=schedule.parse_duration(timeout_text),
@@ -135,14 +129,14 @@ def main(targets, profile, rate, users, spawn_rate, per_user_rps, steps_text, du
             click.echo(format_progress(p), err=True)
 
     try:
-        result = run_mod.run(options, _resolve(out_dir), on_progress=show)
+        result = run_mod.run(options, str(user_path(out_dir)), on_progress=show)
     except PayloadError as e:  # raised before anything is sent or written
         raise click.UsageError(str(e)) from None
     except OSError as e:
         raise click.ClickException(f"cannot write results: {e}") from None
     if tty and not quiet:
         click.echo("", err=True)
-    click.echo(format_summary(result.record, _resolve(out_dir)))
+    click.echo(format_summary(result.record, str(user_path(out_dir))))
     sys.exit(0 if result.complete else 130)
 
 

@@ -29,8 +29,8 @@ def test_bad_input_is_a_clear_message_not_a_traceback(tmp_path, args, message):
 
 def test_relative_paths_resolve_against_the_bazel_working_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("BUILD_WORKING_DIRECTORY", str(tmp_path))
-    assert cli._resolve("out") == str(tmp_path / "out")
-    assert cli._resolve("/abs") == "/abs"
+    assert str(cli.user_path("out")) == str(tmp_path / "out")
+    assert str(cli.user_path("/abs")) == "/abs"
 
 
 def test_progress_and_summary_lines():

@@ -19,6 +19,7 @@ import click
 from loadgen import display
 from loadgen import sweep as sweep_mod
 from loadgen.warmup import WarmupOptions
+from tools.python.runpath import user_path
 
 DEFAULT_SPEC = "deploy/sweeps/local.yaml"
 # The seed study's load: Locust, 150 users, +1 user/s, constant(1) wait, 5 minutes.
@@ -26,15 +27,10 @@ SEED_PROFILE = {"kind": "ramp", "users": 150, "spawn_rate": 1.0, "per_user_rps":
                 "arrivals": "uniform", "seed": 0, "rate": None, "steps": None}
 
 
-def _user_path(value: str) -> Path:
-    """Paths on the command line are relative to where the user ran `bazel run`."""
-    return Path(os.environ.get("BUILD_WORKING_DIRECTORY", "."), value).expanduser().resolve()
-
-
 def _bundled(relpath: str) -> Path:
     """A file shipped with the tool (runfiles under bazel run, the checkout otherwise)."""
     here = Path(relpath)
-    return here.resolve() if here.exists() else _user_path(relpath)
+    return here.resolve() if here.exists() else user_path(relpath)
 
 
 def _repo() -> Path | None:
@@ -153,9 +149,9 @@ def main(spec_path, backend, kube_context, endpoint, allow_tags, profile, payloa
     recorded = None
     try:
         if rerun:
-            sweep, recorded = _rerun_spec(_user_path(rerun))
+            sweep, recorded = _rerun_spec(user_path(rerun))
         else:
-            path = _user_path(spec_path) if spec_path else _bundled(DEFAULT_SPEC)
+            path = user_path(spec_path) if spec_path else _bundled(DEFAULT_SPEC)
             sweep = load_spec(path, profile, model_name)
     except (SpecError, OSError) as err:
         raise click.ClickException(str(err)) from None
@@ -174,9 +170,9 @@ def main(spec_path, backend, kube_context, endpoint, allow_tags, profile, payloa
                        f"profile={c.profile['kind']} {c.profile['duration_s']:.0f}s")
         return
 
-    root = _user_path(out)
+    root = user_path(out)
     out_dir = root / (f"{sweep.id}-rerun-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}" if rerun else sweep.id)
-    models_dir = _user_path(models)
+    models_dir = user_path(models)
     if backend == "local":
         ensure_model(models_dir, sweep.configs[0].serving.model_name, model_arch, echo.line)
     lock = _bundled("requirements_lock.txt")
@@ -201,16 +197,16 @@ def main(spec_path, backend, kube_context, endpoint, allow_tags, profile, payloa
         return
     from analysis.report import build_report
 
-    report = build_report(out_dir, pricing_csv=_user_path(pricing) if pricing else None,
+    report = build_report(out_dir, pricing_csv=user_path(pricing) if pricing else None,
                           slo_p99_ms=sweep.slo.p99_ms, slo_error_rate=sweep.slo.error_rate,
                           target_rps=target_rps, out_dir=out_dir / "report")
     if rerun:
         from analysis.compare import compare_sweeps, format_comparison
 
-        diff = compare_sweeps(_user_path(rerun), out_dir, pricing_csv=_user_path(pricing) if pricing else None,
+        diff = compare_sweeps(user_path(rerun), out_dir, pricing_csv=user_path(pricing) if pricing else None,
                               slo_p99_ms=sweep.slo.p99_ms, slo_error_rate=sweep.slo.error_rate)
         diff.to_csv(out_dir / "report" / "compare.csv", index=False)
-        echo.line(f"compared with {_user_path(rerun)}:\n{format_comparison(diff)}")
+        echo.line(f"compared with {user_path(rerun)}:\n{format_comparison(diff)}")
     echo.report(report, out_dir / "report")
     if outcome.interrupted:
         sys.exit(130)

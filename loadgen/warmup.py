@@ -34,10 +34,11 @@ class WarmupResult:
     settled: bool
     latencies_ms: tuple[float, ...]
     errors: tuple[str, ...]
+    window: int = 5
 
     def record(self) -> dict:
         """The warmup.json written beside run.json (excluded from the measurement)."""
-        lat = sorted(self.latencies_ms)
+        last = self.latencies_ms[-self.window :]
         return {
             "schema": "servesweep.warmup/1",
             "requests": self.requests,
@@ -45,7 +46,7 @@ class WarmupResult:
             "seconds": round(self.seconds, 3),
             "settled": self.settled,
             "first_ms": self.latencies_ms[0] if self.latencies_ms else None,
-            "last_window_median_ms": statistics.median(self.latencies_ms[-5:]) if lat else None,
+            "last_window_median_ms": statistics.median(last) if last else None,
             "latencies_ms": [round(v, 3) for v in self.latencies_ms],
             "errors": list(self.errors[:10]),
         }
@@ -85,7 +86,8 @@ async def _warm(urls: tuple[str, ...], body: bytes, content_type: str, options: 
             if len(latencies) >= options.min_requests and settled(latencies, options.window, options.tolerance):
                 break
     done = settled(latencies, options.window, options.tolerance)
-    return WarmupResult(requests, len(latencies), time.monotonic() - started, done, tuple(latencies), tuple(errors))
+    return WarmupResult(requests, len(latencies), time.monotonic() - started, done, tuple(latencies),
+                        tuple(errors), options.window)
 
 
 def warm_up(urls: tuple[str, ...], body: bytes, content_type: str,

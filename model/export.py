@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import click
 
 from model import exporter, graph
+from tools.python.runpath import user_path
 
 
 def _user_path(value: str | None) -> Path | None:
     """Paths on the command line are relative to where the user ran `bazel run`."""
-    if value is None:
-        return None
-    return Path(os.environ.get("BUILD_WORKING_DIRECTORY", "."), value).resolve()
+    return None if value is None else user_path(value)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

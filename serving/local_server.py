@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -19,20 +18,17 @@ from pathlib import Path
 import click
 
 from serving.config import ConfigError, ServingConfig
+from tools.python.runpath import user_path
 
 VERSION = "servesweep-local-server/1"
 SHUTDOWN_TIMEOUT_S = 30.0
-
-
-def _user_path(value: str) -> Path:
-    return Path(os.environ.get("BUILD_WORKING_DIRECTORY", "."), value).resolve()
 
 
 def load_config(path: str | None, overrides: dict) -> ServingConfig:
     d = {}
     if path:
         try:
-            d = json.loads(_user_path(path).read_text())
+            d = json.loads(user_path(path).read_text())
         except (OSError, ValueError) as err:
             raise click.ClickException(f"--config {path}: {err}") from None
     d.update({k: v for k, v in overrides.items() if v is not None})
@@ -104,7 +100,7 @@ async def serve(
 def main(model_base_path, config_path, model_name, port, host, intra_op, inter_op, max_body_bytes, port_file) -> None:
     """Serve a SavedModel over TF Serving's REST API (predict, status, metadata, metrics)."""
     config = load_config(config_path, {"model_name": model_name, "intra_op": intra_op, "inter_op": inter_op})
-    base = _user_path(model_base_path)
+    base = user_path(model_base_path)
     if not base.is_dir():
         raise click.ClickException(f"--model_base_path {base}: no such directory")
     try:
@@ -121,7 +117,7 @@ def main(model_base_path, config_path, model_name, port, host, intra_op, inter_o
     try:
         asyncio.run(
             serve(config, base, host=host, port=port, max_body_bytes=max_body_bytes,
-                  port_file=_user_path(port_file) if port_file else None, log=log)
+                  port_file=user_path(port_file) if port_file else None, log=log)
         )
     except LoadError as err:
         raise click.ClickException(str(err)) from None
