@@ -6,9 +6,11 @@ after the other, never at the same time. Payloads: `b64` (a JPEG through `servin
 decoding inside the model on both sides) and `tensor` (the seed's pixels as a JSON array
 through `serving_default`; parsing that JSON is the REST API's cost).
 
-Server settings measured: batching off (each request carries `batch` images), and batching
-on with several max_batch_size / batch_timeout_micros (each request one image, 2 x
-max_batch_size concurrent clients, as TF Serving's batching guide advises).
+Server settings measured: batching off (each request carries `batch` images; one closed-loop
+client, whose requests leave the model idle while each is parsed, and two, which keep it
+busy: the server's throughput), and batching on with several max_batch_size /
+batch_timeout_micros (each request one image, 2 x max_batch_size concurrent clients, as TF
+Serving's batching guide advises).
 
   bazel run //bench/serving:bench -- [--model-dir DIR] [--threads 2] [--seconds 12]
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import os
 import sys
@@ -151,8 +154,8 @@ def measure(model_dir: Path, payloads, direct: InProcess, threads: int, batches:
             server.wait_available(300)
             url = f"{server.url}/v1/models/{MODEL_NAME}:predict"
             for kind, (signature, _name, instance) in payloads.items():
-                if params is None:
-                    shapes = [(b, b, 1) for b in batches]  # (batch size, images per request, clients)
+                if params is None:  # one client: latency-bound; two: parsing overlaps the model
+                    shapes = [(b, b, c) for b in batches for c in (1, 2)]  # (batch, images/request, clients)
                 else:
                     shapes = [(params.max_batch_size, 1, 2 * params.max_batch_size)]
                 for batch, per_request, clients in shapes:
@@ -182,17 +185,19 @@ def main(model_dir, threads, seconds, batches, kinds) -> None:
     """Print images/s and latency, server vs in-process TF, and their ratio."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     batch_sizes = sorted({int(b) for b in batches.split(",")})
+    import tensorflow as tf
+
+    # before anything runs TensorFlow (the export does): the threads are fixed from then on
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         if model_dir:
             base = Path(os.environ.get("BUILD_WORKING_DIRECTORY", "."), model_dir).resolve()
         else:
             base = _export(Path(tmp) / "models")
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
         payloads = {k: v for k, v in _payloads().items() if k in kinds.split(",")}
         direct = InProcess(base, payloads)
+        gc.freeze()  # TF's objects would slow every collection of the HTTP client in this process
         rows = measure(base, payloads, direct, threads, batch_sizes, seconds, Path(tmp) / "work")
 
     click.echo(f"\nResNet50, {threads} intra/inter-op threads, {os.cpu_count()} CPUs, {seconds:.0f} s per point; "
