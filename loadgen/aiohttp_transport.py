@@ -1,16 +1,32 @@
-"""The aiohttp transport: one ClientSession per run, pool sized to the in-flight ceiling."""
+"""The aiohttp transport: one ClientSession per run, pool sized to the in-flight ceiling.
+
+The fallback for what the fast transport does not speak: TLS (https://) and HTTP proxies.
+Outcomes use the same error classes as the fast transport (docs/results-format.md).
+"""
 
 from __future__ import annotations
 
 import aiohttp
+from aiohttp import http_exceptions
 
 from loadgen.transport import status_class
 
 
+def _payload_error_class(e: aiohttp.ClientPayloadError) -> str:
+    """A body cut short by the peer is `connect` (closed mid-response); a body that
+    breaks the framing rules (bad chunk sizes, ...) is `protocol`."""
+    cause = e.__cause__
+    if isinstance(cause, http_exceptions.ContentLengthError) or "not completed" in str(e):
+        return "connect"
+    return "protocol"
+
+
 class AiohttpTransport:
     def __init__(self, urls: tuple[str, ...], body: bytes, content_type: str, *,
-                 max_in_flight: int, timeout_s: float) -> None:
+                 max_in_flight: int, timeout_s: float,
+                 proxies: tuple[str | None, ...] | None = None) -> None:
         self.urls = tuple(urls)
+        self.proxies = tuple(proxies) if proxies is not None else (None,) * len(self.urls)
         self.body = body
         self.headers = {"Content-Type": content_type}
         self.max_in_flight = max_in_flight
@@ -27,13 +43,15 @@ class AiohttpTransport:
 
     async def send(self, target: int) -> str | None:
         try:
-            async with self.session.post(self.urls[target], data=self.body,
-                                         headers=self.headers) as resp:
+            async with self.session.post(self.urls[target], data=self.body, headers=self.headers,
+                                         proxy=self.proxies[target]) as resp:
                 await resp.read()
                 return status_class(resp.status)
         except TimeoutError:
             return "timeout"
-        except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError):
+        except aiohttp.ClientPayloadError as e:
+            return _payload_error_class(e)
+        except aiohttp.ClientResponseError:
             return "protocol"
         except (aiohttp.ClientConnectionError, OSError):
             return "connect"

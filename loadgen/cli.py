@@ -8,6 +8,7 @@ import click
 
 from loadgen import run as run_mod
 from loadgen import schedule, transport
+from loadgen.engine import SEND_TIMINGS
 from loadgen.payload import PayloadError
 from loadgen.run import OptionsError, Progress, RunOptions
 from loadgen.schedule import Profile, ScheduleError
@@ -83,7 +84,13 @@ def format_summary(record: dict, out_dir: str) -> str:
 @click.option("--max-send-lag", "max_send_lag", default="5ms", show_default=True,
               help="Send-lag p99 above this marks the run invalid.")
 @click.option("--transport", "transport_kind", type=click.Choice(transport.TRANSPORTS),
-              default="aiohttp", show_default=True)
+              default="auto", show_default=True,
+              help="fast: our HTTP/1.1 client (plain http://, no proxy); aiohttp: TLS and "
+              "proxies too, ~4x the CPU per request; auto: fast where it can, else aiohttp.")
+@click.option("--send-timing", type=click.Choice(SEND_TIMINGS), default="auto",
+              show_default=True,
+              help="spin: sleep to 1.5 ms before each send, then spin (µs send accuracy, "
+              "burns CPU); sleep: timer only (~1 ms); auto: spin up to 25% of each second.")
 @click.option("--loop", "loop_kind", type=click.Choice(run_mod.LOOPS), default="uvloop",
               show_default=True)
 @click.option("--warmup", "warmup_text", default="0s", show_default=True,
@@ -92,7 +99,7 @@ def format_summary(record: dict, out_dir: str) -> str:
 @click.option("--quiet", is_flag=True, help="No live progress line.")
 def main(targets, profile, rate, users, spawn_rate, per_user_rps, steps_text, duration,
          arrivals, seed, payload_spec, max_in_flight, timeout_text, workers, max_send_lag,
-         transport_kind, loop_kind, warmup_text, out_dir, quiet):
+         transport_kind, send_timing, loop_kind, warmup_text, out_dir, quiet):
     """Send open-loop load to TF Serving REST targets and record CO-free latency."""
     try:
         steps = schedule.parse_steps(steps_text) if steps_text else None
@@ -114,9 +121,13 @@ def main(targets, profile, rate, users, spawn_rate, per_user_rps, steps_text, du
             targets=tuple(targets), profile=prof, payload=payload_spec,
             max_in_flight=max_in_flight, timeout_s=schedule.parse_duration(timeout_text),
             workers=workers, max_send_lag_ms=_ms(max_send_lag), transport=transport_kind,
-            loop=loop_kind, warmup_s=schedule.parse_duration(warmup_text))
+            loop=loop_kind, warmup_s=schedule.parse_duration(warmup_text),
+            send_timing=send_timing)
+        choice = run_mod.choose_transport(options)
     except (ScheduleError, OptionsError, PayloadError, ValueError) as e:
         raise click.UsageError(str(e)) from None
+    if not quiet or choice.kind != "fast":
+        click.echo(f"transport: {choice.kind} ({choice.reason})", err=True)
 
     tty = sys.stderr.isatty()
 

@@ -18,6 +18,10 @@ URL = "http://127.0.0.1:9/v1/models/m:predict"
     (["--target", URL, "--rate", "10", "--payload", "file:/no/such/file"], "cannot read"),
     (["--target", URL, "--rate", "10", "--max-in-flight", "0"], "max-in-flight"),
     (["--target", URL, "--rate", "10", "--timeout", "90s"], "timeout"),
+    (["--target", "https://h:8501/v1/models/m:predict", "--rate", "10", "--transport", "fast"],
+     "use --transport aiohttp"),
+    (["--target", URL, "--rate", "10", "--transport", "raw"], "'raw' is not one of"),
+    (["--target", URL, "--rate", "10", "--send-timing", "busy"], "'busy' is not one of"),
 ])
 def test_bad_input_is_a_clear_message_not_a_traceback(tmp_path, args, message):
     result = CliRunner().invoke(cli.main, [*args, "--out", str(tmp_path / "out")])
@@ -55,3 +59,19 @@ def test_ms_option_parsing():
     assert cli._ms("5") == 5.0
     assert cli._ms("5ms") == pytest.approx(5.0)
     assert cli._ms("0.01s") == pytest.approx(10.0)
+
+
+def test_auto_transport_says_what_it_chose_for_tls(tmp_path, monkeypatch):
+    for var in ("https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    seen = {}
+
+    def fake_run(options, out_dir, **kw):  # record what would run; send nothing
+        seen["options"] = options
+        raise OSError("stop here")
+
+    monkeypatch.setattr(cli.run_mod, "run", fake_run)
+    result = CliRunner().invoke(cli.main, ["--target", "https://h:8501/v1/models/m:predict",
+                                           "--rate", "10", "--quiet", "--out", str(tmp_path)])
+    assert "transport: aiohttp (auto: https:// targets need TLS" in result.output
+    assert seen["options"].transport == "auto"

@@ -22,7 +22,9 @@ from loadgen.recorder import Interval, Recorder
 from loadgen.schedule import Profile
 from loadgen.transport import Transport
 
-SPIN_S = 0.0015  # sleep on the timer until this close to a send, then yield-spin
+SEND_TIMINGS = ("auto", "spin", "sleep")
+SPIN_S = 0.0015  # spin: sleep on the timer until this close to a send, then yield-spin
+SPIN_BUDGET = 0.25  # auto: spin at most this share of each second, then sleep only
 BURST = 32  # sends in a row without yielding while catching up
 LATE_ABORT_S = 1.0  # stop sending when this far past the schedule's end
 STOP_GRACE_S = 2.0  # how long a stopped run waits for in-flight requests
@@ -35,6 +37,7 @@ class EngineSettings:
     n_targets: int
     worker_index: int = 0
     workers: int = 1
+    send_timing: str = "auto"  # see SEND_TIMINGS and docs/results-format.md ("scheduler")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +45,27 @@ class EngineStats:
     elapsed_s: float  # from the schedule origin to the last interval
     stopped_early: bool
     unsent: int  # arrivals never sent or dropped (the generator gave up on them)
+    scheduler: dict  # how sends were timed: run.json's "scheduler" (see scheduler_record)
+
+
+def scheduler_record(send_timing: str, spin: int = 0, timer: int = 0, due: int = 0,
+                     spin_s: float = 0.0) -> dict:
+    """run.json's "scheduler": the timing mode and how each send was timed.
+
+    ``spin``: woke early and spun to the send time (microsecond accuracy); ``timer``: sent
+    when the event loop's timer fired (~1 ms resolution); ``due``: already due when the
+    dispatcher reached it (bursts, or catching up). ``spin_s``: wall time spent spinning.
+    """
+    return {"send_timing": send_timing, "spin_window_ms": SPIN_S * 1000,
+            "spin_budget": SPIN_BUDGET if send_timing == "auto" else None,
+            "sends": {"spin": spin, "timer": timer, "due": due}, "spin_s": round(spin_s, 3)}
+
+
+def merge_scheduler(records: list[dict]) -> dict:
+    """Several workers' scheduler records as one (counts and spin time summed)."""
+    sends = {k: sum(r["sends"][k] for r in records) for k in ("spin", "timer", "due")}
+    return scheduler_record(records[0]["send_timing"], spin_s=sum(r["spin_s"] for r in records),
+                            **sends)
 
 
 class Engine:
@@ -50,6 +74,8 @@ class Engine:
                  ) -> None:
         if settings.max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
+        if settings.send_timing not in SEND_TIMINGS:
+            raise ValueError(f"send_timing must be one of {', '.join(SEND_TIMINGS)}")
         self.profile = profile
         self.transport = transport
         self.settings = settings
@@ -60,6 +86,7 @@ class Engine:
         self._tasks: set[asyncio.Task] = set()
         self._next_t = 1
         self._dispatched = 0
+        self._timed = {"spin": 0, "timer": 0, "due": 0, "spin_s": 0.0}
         # the schedule's arrivals per second, counted up front (exact whatever happens)
         for offsets, _ in self._mine():
             self.recorder.add_scheduled(offsets)
@@ -91,8 +118,12 @@ class Engine:
             await self.transport.close()  # callbacks still pending end as "cancelled"
         elapsed = self.clock() - t0
         self.sink(self.recorder.take_interval(self._next_t, in_flight=self.in_flight))
+        timed = self._timed
         return EngineStats(elapsed_s=elapsed, stopped_early=stop.is_set(),
-                           unsent=self.scheduled_total - self._dispatched)
+                           unsent=self.scheduled_total - self._dispatched,
+                           scheduler=scheduler_record(
+                               self.settings.send_timing, timed["spin"], timed["timer"],
+                               timed["due"], timed["spin_s"]))
 
     async def _drain(self, stop: asyncio.Event) -> None:
         """Wait for in-flight requests (bounded by the transport's timeout); once
@@ -142,6 +173,10 @@ class Engine:
         give_up = t0 + self.profile.duration_s + LATE_ABORT_S
         start = getattr(self.transport, "start", None)  # callback fast path, if offered
         on_send, done_callback = rec.on_send, self._done_callback
+        timing = self.settings.send_timing
+        budget = SPIN_BUDGET if timing == "auto" else (0.0 if timing == "sleep" else float("inf"))
+        timed = self._timed
+        window_end, window_spin = t0, 0.0  # auto: spin time within the current second
         burst = 0
         for offsets, indices in self._mine():
             for offset, index in zip(offsets.tolist(), indices.tolist(), strict=True):
@@ -149,15 +184,29 @@ class Engine:
                 now = clock()
                 if intended > now:
                     burst = 0
-                    if intended - now > SPIN_S:
-                        await sleep(intended - now - SPIN_S)
-                    while clock() < intended:
-                        await sleep(0)
+                    if now >= window_end:
+                        window_end, window_spin = now + 1.0, 0.0
+                    if window_spin < budget:
+                        if intended - now > SPIN_S:
+                            await sleep(intended - now - SPIN_S)
+                        spun_from = clock()
+                        while clock() < intended:
+                            await sleep(0)
+                        spun = clock() - spun_from
+                        window_spin += spun
+                        timed["spin_s"] += spun
+                        timed["spin"] += 1
+                    else:
+                        await sleep(intended - now)
+                        while clock() < intended:  # the timer rounds to 1 ms: never send early
+                            await sleep(0)
+                        timed["timer"] += 1
                     if stop.is_set():
                         return
                 elif now > give_up:
                     return
                 else:
+                    timed["due"] += 1
                     burst += 1
                     if burst >= BURST:
                         burst = 0

@@ -12,11 +12,12 @@ from loadgen.transport import FakeTransport
 
 
 def _run(profile, transport, *, max_in_flight=100, n_targets=1, worker_index=0, workers=1,
-         stop_after=None):
+         stop_after=None, send_timing="auto"):
     intervals = []
     engine = Engine(profile, transport,
                     EngineSettings(max_in_flight=max_in_flight, n_targets=n_targets,
-                                   worker_index=worker_index, workers=workers),
+                                   worker_index=worker_index, workers=workers,
+                                   send_timing=send_timing),
                     intervals.append)
 
     async def main():
@@ -139,3 +140,67 @@ def test_rejects_bad_ceiling(bad):
     with pytest.raises(ValueError):
         Engine(Profile(kind="constant", rate=1.0, duration_s=1.0), FakeTransport(None),
                EngineSettings(max_in_flight=bad, n_targets=1), print)
+
+
+@pytest.mark.parametrize("timing", ["spin", "sleep", "auto"])
+def test_send_timing_is_recorded_and_never_sends_early(timing):
+    fake = FakeTransport(lambda target, n: (0.0, 200))
+    stats, _, total, _ = _run(Profile(kind="constant", rate=100.0, duration_s=1.0), fake,
+                              send_timing=timing)
+    sched = stats.scheduler
+    assert sched["send_timing"] == timing
+    sends = sched["sends"]
+    assert sends["spin"] + sends["timer"] + sends["due"] == total.sent == 100
+    if timing == "sleep":
+        assert sends["spin"] == 0 and sched["spin_s"] == 0.0 and sched["spin_budget"] is None
+    elif timing == "spin":
+        assert sends["timer"] == 0 and sends["spin"] > 0
+    else:  # 10 ms apart: spinning the last 1.5 ms of each gap stays far under the budget
+        assert sends["timer"] == 0 and sends["spin"] > 0 and sched["spin_budget"] == 0.25
+        assert sched["spin_s"] <= 0.25 * 1.5
+
+
+@pytest.mark.parametrize("timing", ["spin", "sleep"])
+def test_no_send_leaves_before_its_intended_time(timing, monkeypatch):
+    from loadgen import engine as engine_mod
+
+    sends = []  # actual - intended of every send, before the recorder clips anything
+
+    class SpyRecorder(recorder.Recorder):
+        def on_send(self, intended, actual):
+            sends.append(actual - intended)
+            super().on_send(intended, actual)
+
+    monkeypatch.setattr(engine_mod, "Recorder", SpyRecorder)
+    engine = Engine(Profile(kind="constant", rate=200.0, duration_s=0.5),
+                    FakeTransport(lambda target, n: (0.0, 200)),
+                    EngineSettings(max_in_flight=10, n_targets=1, send_timing=timing),
+                    lambda iv: None)
+    asyncio.run(engine.run(time.monotonic() + 0.05))
+    assert len(sends) == 100 and min(sends) >= 0.0
+
+
+def test_auto_timing_stops_spinning_when_the_budget_is_spent(monkeypatch):
+    from loadgen import engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "SPIN_BUDGET", 0.002)  # spin at most 2 ms a second
+    fake = FakeTransport(lambda target, n: (0.0, 200))
+    stats, _, total, _ = _run(Profile(kind="constant", rate=200.0, duration_s=1.0), fake,
+                              send_timing="auto")
+    sends = stats.scheduler["sends"]
+    assert sends["timer"] > sends["spin"] > 0  # spun until the budget ran out, then slept
+    assert total.sent == 200
+
+
+def test_merge_scheduler_sums_workers():
+    from loadgen.engine import merge_scheduler, scheduler_record
+
+    merged = merge_scheduler([scheduler_record("auto", 3, 1, 2, 0.5),
+                              scheduler_record("auto", 4, 0, 1, 0.25)])
+    assert merged["sends"] == {"spin": 7, "timer": 1, "due": 3} and merged["spin_s"] == 0.75
+
+
+def test_rejects_unknown_send_timing():
+    with pytest.raises(ValueError, match="send_timing"):
+        Engine(Profile(kind="constant", rate=1.0, duration_s=1.0), FakeTransport(lambda t, n: (0, 200)),
+               EngineSettings(max_in_flight=1, n_targets=1, send_timing="busy"), lambda iv: None)

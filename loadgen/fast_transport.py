@@ -1,17 +1,27 @@
-"""A lean HTTP/1.1 transport: asyncio Protocols, pre-built request bytes, httptools parsing.
+"""The fast HTTP/1.1 transport: asyncio Protocols, pre-built request bytes, httptools parsing.
 
 Same contract as the aiohttp transport (one request per keep-alive connection at a
 time, a pool of at most ``max_in_flight`` connections, a per-request timeout that
 includes connecting), with a fraction of its per-request Python work: the request
-is one ``write`` of bytes built once, and the response is parsed in C.
+is one ``write`` of bytes built once per target, and the response is parsed in C by
+llhttp (httptools): status line, headers, Content-Length, chunked and close-delimited
+bodies. Plain http:// only, no proxies: ``transport.choose`` sends the rest to aiohttp.
+
+Outcomes: a connection refused, reset or closed before the response ended is
+`connect`; a response that breaks HTTP's rules is `protocol`; no complete response
+within the timeout is `timeout`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from urllib.parse import urlsplit
 
 import httptools
+
+# a response head that frames its body (otherwise the body ends when the connection closes)
+_FRAMED = re.compile(rb"\r\n(?:content-length|transfer-encoding)[ \t]*:", re.IGNORECASE)
 
 
 class _Connection(asyncio.Protocol):
@@ -19,6 +29,7 @@ class _Connection(asyncio.Protocol):
         "closed",
         "deadline",
         "done",
+        "first",
         "keep_alive",
         "parser",
         "paused",
@@ -28,9 +39,10 @@ class _Connection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, pool: RawTransport, target: int) -> None:
+    def __init__(self, pool: FastTransport, target: int) -> None:
         self.transport: asyncio.Transport | None = None
         self.done = None  # the callback of the request in flight
+        self.first = None  # the first bytes of its response (kept only by reference)
         self.deadline = 0.0
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
@@ -57,6 +69,8 @@ class _Connection(asyncio.Protocol):
             self.pool._finished(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.first is None:
+            self.first = data
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:  # includes upgrades we never asked for
@@ -76,7 +90,21 @@ class _Connection(asyncio.Protocol):
             done(None if 200 <= status < 300 else f"http_{status}")
 
     def connection_lost(self, exc) -> None:
+        if self.done is not None and exc is None and self._ends_at_close():
+            self.on_message_complete()
         self.fail("connect")
+
+    def _ends_at_close(self) -> bool:
+        """Whether the response in flight had all its head and a body that ends when the
+        connection closes (no Content-Length, not chunked): then the close completes it."""
+        first = self.first
+        if first is None:
+            return False
+        end = first.find(b"\r\n\r\n")
+        if end < 0 or _FRAMED.search(first, 0, end + 2):
+            return False
+        status = self.parser.get_status_code()
+        return status >= 200 and status not in (204, 304)
 
     def fail(self, error_class: str) -> None:
         """End this connection; its request in flight (if any) ends as ``error_class``."""
@@ -91,7 +119,7 @@ class _Connection(asyncio.Protocol):
             done(error_class)
 
 
-class RawTransport:
+class FastTransport:
     def __init__(self, urls: tuple[str, ...], body: bytes, content_type: str, *,
                  max_in_flight: int, timeout_s: float) -> None:
         self.timeout_s = timeout_s
@@ -101,7 +129,7 @@ class RawTransport:
         for url in urls:
             parts = urlsplit(url)
             if parts.scheme != "http":
-                raise ValueError(f"raw transport speaks plain http only: {url!r}")
+                raise ValueError(f"the fast transport speaks plain http:// only: {url!r}")
             port = parts.port or 80
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             head = (f"POST {path} HTTP/1.1\r\nHost: {parts.hostname}:{port}\r\n"
@@ -142,6 +170,7 @@ class RawTransport:
 
     def _write(self, conn: _Connection, done) -> None:
         conn.done = done
+        conn.first = None
         conn.deadline = self.loop.time() + self.timeout_s
         self.busy.add(conn)
         conn.transport.write(self.requests[conn.target])

@@ -1,8 +1,6 @@
 import asyncio
 
-import pytest
-
-from loadgen.raw_transport import RawTransport
+from loadgen.fast_transport import FastTransport
 
 
 async def _serve(handler):
@@ -41,7 +39,7 @@ def test_keep_alive_requests_statuses_and_bytes_on_the_wire():
 
     async def main():
         server, port = await _serve(handler)
-        t = RawTransport((f"http://127.0.0.1:{port}/v1/models/m:predict",), b'{"x": 1}',
+        t = FastTransport((f"http://127.0.0.1:{port}/v1/models/m:predict",), b'{"x": 1}',
                          "application/json", max_in_flight=4, timeout_s=2.0)
         await t.open()
         outcomes = [await t.send(0) for _ in range(4)]
@@ -54,41 +52,3 @@ def test_keep_alive_requests_statuses_and_bytes_on_the_wire():
     head, body = seen[0]
     assert head.startswith(b"POST /v1/models/m:predict HTTP/1.1\r\n")
     assert b"Content-Type: application/json" in head and body == b'{"x": 1}'
-
-
-@pytest.mark.parametrize("behaviour, expected", [
-    ("close", "connect"), ("hang", "timeout"), ("garbage", "protocol")])
-def test_failures_are_classified(behaviour, expected):
-    async def handler(reader, writer):
-        await _read_request(reader)
-        if behaviour == "close":
-            writer.close()
-        elif behaviour == "garbage":
-            writer.write(b"NOT HTTP AT ALL\r\n\r\n")
-        else:
-            await asyncio.sleep(5)
-
-    async def main():
-        server, port = await _serve(handler)
-        t = RawTransport((f"http://127.0.0.1:{port}/",), b"x", "text/plain",
-                         max_in_flight=2, timeout_s=0.3)
-        await t.open()
-        outcome = await t.send(0)
-        await t.close()
-        server.close()
-        return outcome
-
-    assert asyncio.run(main()) == expected
-
-
-def test_refused_connection_is_connect_error():
-    async def main():
-        server, port = await _serve(lambda r, w: None)
-        server.close()
-        await server.wait_closed()
-        t = RawTransport((f"http://127.0.0.1:{port}/",), b"x", "text/plain",
-                         max_in_flight=2, timeout_s=1.0)
-        await t.open()
-        return await t.send(0)
-
-    assert asyncio.run(main()) == "connect"

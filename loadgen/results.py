@@ -183,7 +183,8 @@ class ResultsWriter:
 
     def finish(self, *, ended_at_epoch: float, elapsed_s: float, complete: bool,
                max_send_lag_ms: float, warmup_s: float = 0.0,
-               extra_reasons: list[str] | tuple[str, ...] = ()) -> dict:
+               extra_reasons: list[str] | tuple[str, ...] = (),
+               scheduler: dict | None = None) -> dict:
         """Write the final run.json, close the files and return the run record."""
         duration_s = float(self.header.get("profile", {}).get("duration_s") or elapsed_s)
         lag = self.totals.hists["send_lag"]
@@ -197,6 +198,8 @@ class ResultsWriter:
                                    max_send_lag_ms=max_send_lag_ms, complete=complete,
                                    out_of_range=record["out_of_range"], elapsed_s=elapsed_s,
                                    duration_s=duration_s)
+        if scheduler is not None:
+            record["scheduler"] = scheduler
         if extra_reasons:
             record["validity"] = {"valid": False,
                                   "reasons": record["validity"]["reasons"] + list(extra_reasons)}

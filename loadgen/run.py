@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from loadgen import payload as payload_mod
 from loadgen import recorder, schedule
 from loadgen import transport as transport_mod
-from loadgen.engine import Engine, EngineSettings
+from loadgen.engine import SEND_TIMINGS, Engine, EngineSettings
 from loadgen.recorder import Interval
 from loadgen.results import ResultsWriter
 from loadgen.schedule import Profile
@@ -38,9 +38,10 @@ class RunOptions:
     timeout_s: float = 30.0
     workers: int = 1
     max_send_lag_ms: float = 5.0
-    transport: str = "aiohttp"
+    transport: str = "auto"  # auto | fast | aiohttp (transport.choose)
     loop: str = "uvloop"
     warmup_s: float = 0.0
+    send_timing: str = "auto"  # auto | spin | sleep (engine.SEND_TIMINGS)
 
     def __post_init__(self) -> None:
         if isinstance(self.targets, (list, str)):
@@ -50,8 +51,9 @@ class RunOptions:
             raise OptionsError("at least one --target URL is needed")
         for url in self.targets:
             parts = urlsplit(url)
-            if parts.scheme != "http" or not parts.hostname:
-                raise OptionsError(f"bad target {url!r}: expected http://HOST:PORT/PATH")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise OptionsError(f"bad target {url!r}: expected http://HOST:PORT/PATH "
+                                   "(or https://)")
         if self.max_in_flight < 1:
             raise OptionsError("--max-in-flight must be >= 1")
         if not (0 < self.timeout_s <= 60.0):
@@ -63,6 +65,9 @@ class RunOptions:
         if self.transport not in transport_mod.TRANSPORTS:
             raise OptionsError(f"unknown transport {self.transport!r}: use one of "
                                f"{', '.join(transport_mod.TRANSPORTS)}")
+        if self.send_timing not in SEND_TIMINGS:
+            raise OptionsError(f"unknown send timing {self.send_timing!r}: use one of "
+                               f"{', '.join(SEND_TIMINGS)}")
         if self.loop not in LOOPS:
             raise OptionsError(f"unknown loop {self.loop!r}: use uvloop or asyncio")
         if not (0 <= self.warmup_s < self.profile.duration_s):
@@ -72,7 +77,7 @@ class RunOptions:
         """The "options" object of run.json."""
         return {"max_in_flight": self.max_in_flight, "timeout_s": self.timeout_s,
                 "workers": self.workers, "max_send_lag_ms": self.max_send_lag_ms,
-                "transport": self.transport}
+                "transport": self.transport, "send_timing": self.send_timing}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,15 +146,25 @@ def run(options: RunOptions, out_dir: str, *, config_record: dict | None = None,
     and run.json says ``"complete": false``. Raises OptionsError / PayloadError for bad
     input before anything is sent.
     """
+    choice = choose_transport(options)
+    options = dataclasses.replace(options, transport=choice.kind)  # workers build the same one
     body = payload_mod.load(options.payload)
     header = {"config": config_record, "server": server_identity or default_server_identity(),
               "profile": options.profile.to_dict(), "payload": body.record(),
-              "targets": list(options.targets), "options": options.record()}
+              "targets": list(options.targets), "options": options.record() | choice.record()}
     if options.workers > 1:
         from loadgen import workers
 
         return workers.run_workers(options, body, out_dir, header, _Aggregator, on_progress)
     return _run_inprocess(options, body, out_dir, header, on_progress)
+
+
+def choose_transport(options: RunOptions) -> transport_mod.Choice:
+    """The transport ``options`` resolve to (``auto``: fast unless TLS or a proxy needs aiohttp)."""
+    try:
+        return transport_mod.choose(options.transport, options.targets)
+    except transport_mod.TransportError as e:
+        raise OptionsError(str(e)) from None
 
 
 def new_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -163,12 +178,12 @@ def new_loop(kind: str) -> asyncio.AbstractEventLoop:
 def make_engine(options: RunOptions, body: payload_mod.Payload, sink, *,
                 worker_index: int = 0) -> Engine:
     transport = transport_mod.make(
-        options.transport, urls=options.targets, body=body.body,
+        choose_transport(options), urls=options.targets, body=body.body,
         content_type=body.content_type, max_in_flight=options.max_in_flight,
         timeout_s=options.timeout_s)
     settings = EngineSettings(max_in_flight=options.max_in_flight,
                               n_targets=len(options.targets), worker_index=worker_index,
-                              workers=options.workers)
+                              workers=options.workers, send_timing=options.send_timing)
     return Engine(options.profile, transport, settings, sink)
 
 
@@ -201,5 +216,5 @@ def _run_inprocess(options, body, out_dir, header, on_progress) -> RunResult:
     record = box["writer"].finish(
         ended_at_epoch=started + stats.elapsed_s, elapsed_s=stats.elapsed_s,
         complete=not stats.stopped_early, max_send_lag_ms=options.max_send_lag_ms,
-        warmup_s=options.warmup_s)
+        warmup_s=options.warmup_s, scheduler=stats.scheduler)
     return RunResult(out_dir, record)

@@ -37,6 +37,7 @@ class SweepOptions:
     payload: str = "tensor"
     max_in_flight: int = 256
     timeout_s: float = 30.0
+    transport: str = "auto"  # the generator's HTTP client (loadgen.transport.TRANSPORTS)
     force: bool = False
     warmup: WarmupOptions = dataclasses.field(default_factory=WarmupOptions)
     lock_path: Path | None = None
@@ -120,7 +121,8 @@ def sweep_record(sweep, options: SweepOptions) -> dict:
         "slo": sweep.slo.to_dict(),
         "configs": [c.to_record() for c in sweep.configs],
         "image_note": sweep.image_note,
-        "load": {"payload": options.payload, "max_in_flight": options.max_in_flight, "timeout_s": options.timeout_s},
+        "load": {"payload": options.payload, "max_in_flight": options.max_in_flight, "timeout_s": options.timeout_s,
+                 "transport": options.transport},
         "tool": provenance.TOOL,
         "lock_sha256": provenance.file_sha256(options.lock_path) if options.lock_path else None,
         "git": provenance.git_commit(options.repo),
@@ -256,7 +258,8 @@ def _warm_and_load(config, backend, body, options, config_dir, target, status, p
     profile = profile_from(config.profile)
     phase("loading", f"{profile.kind} {profile.duration_s:.0f} s")
     run_options = RunOptions(targets=tuple(target.urls), profile=profile, payload=options.payload,
-                             max_in_flight=options.max_in_flight, timeout_s=options.timeout_s)
+                             max_in_flight=options.max_in_flight, timeout_s=options.timeout_s,
+                             transport=options.transport)
     result = run(run_options, str(config_dir), config_record=config.to_record(),
                  server_identity=dict(target.identity),
                  on_progress=lambda p: phase("loading", "", p, max(0.0, p.duration_s - p.t_s)))

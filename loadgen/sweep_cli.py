@@ -18,6 +18,7 @@ import click
 
 from loadgen import display
 from loadgen import sweep as sweep_mod
+from loadgen.transport import TRANSPORTS
 from loadgen.warmup import WarmupOptions
 from tools.python.runpath import user_path
 
@@ -124,6 +125,8 @@ def _rerun_spec(rerun: Path):
               help="b64: a JPEG/PNG for serving_bytes (default: JSON parsing is then not what is measured); "
                    "tensor: the seed study's JSON pixel lists; file:PATH: a raw body.")
 @click.option("--max-in-flight", default=256, show_default=True, type=click.IntRange(1))
+@click.option("--transport", type=click.Choice(TRANSPORTS), default="auto", show_default=True,
+              help="Load generator's HTTP client: fast (plain http://), aiohttp (TLS, proxies) or auto.")
 @click.option("--timeout", "timeout_s", default=30.0, show_default=True, type=click.FloatRange(0.1, 60),
               help="Per-request timeout, seconds.")
 @click.option("--out", "out", default="results", show_default=True,
@@ -139,7 +142,8 @@ def _rerun_spec(rerun: Path):
 @click.option("--target-rps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Traffic to provision for: the report recommends the cheapest Config that serves it.")
 @click.option("--no-report", is_flag=True, help="Measure only; run //analysis:report later.")
-def main(spec_path, backend, kube_context, endpoint, allow_tags, profile, payload, max_in_flight, timeout_s, out,
+def main(spec_path, backend, kube_context, endpoint, allow_tags, profile, payload, max_in_flight, transport, timeout_s,
+         out,
          models, model_name, model_arch, force, rerun, list_only, pricing, target_rps, no_report) -> None:
     """Find the cheapest TF Serving deployment that meets the SLO: deploy, warm up, load and
     tear down every Config of a sweep spec, then write the report and print the recommendation."""
@@ -164,6 +168,7 @@ def main(spec_path, backend, kube_context, endpoint, allow_tags, profile, payloa
     if recorded:
         payload = recorded["load"]["payload"]
         max_in_flight, timeout_s = recorded["load"]["max_in_flight"], recorded["load"]["timeout_s"]
+        transport = recorded["load"].get("transport", transport)
     if list_only:
         for c in sweep.configs:
             click.echo(f"{c.id}  {c.name}  replicas={c.replicas} cpu={c.cpu} "
@@ -177,7 +182,7 @@ def main(spec_path, backend, kube_context, endpoint, allow_tags, profile, payloa
         ensure_model(models_dir, sweep.configs[0].serving.model_name, model_arch, echo.line)
     lock = _bundled("requirements_lock.txt")
     options = sweep_mod.SweepOptions(out_dir=out_dir, payload=payload, max_in_flight=max_in_flight,
-                                     timeout_s=timeout_s, force=force, warmup=WarmupOptions(),
+                                     transport=transport, timeout_s=timeout_s, force=force, warmup=WarmupOptions(),
                                      lock_path=lock if lock.is_file() else None, repo=_repo())
     echo.line(f"sweep {sweep.name} ({sweep.id}): {len(sweep.configs)} Configs, backend {backend}, "
               f"SLO {display.slo_text(sweep.slo)} -> {out_dir}")

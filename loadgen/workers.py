@@ -14,6 +14,7 @@ import queue as queue_mod
 import signal
 import time
 
+from loadgen.engine import merge_scheduler
 from loadgen.recorder import Interval
 from loadgen.results import ResultsWriter
 
@@ -48,7 +49,8 @@ def _worker_main(options, body, index, q, go, t0_value, stop_flag) -> None:
         with asyncio.Runner(loop_factory=lambda: run_mod.new_loop(options.loop)) as runner:
             stats = runner.run(main())
         q.put(("done", index, {"elapsed_s": stats.elapsed_s,
-                               "stopped_early": stats.stopped_early}))
+                               "stopped_early": stats.stopped_early,
+                               "scheduler": stats.scheduler}))
     except BaseException as e:  # report, never hang the parent
         q.put(("failed", index, f"{type(e).__name__}: {e}"))
 
@@ -127,10 +129,12 @@ def run_workers(options, body, out_dir, header, aggregator_cls, on_progress):
             agg.add(pending.pop(t)[0])
         elapsed = max((d["elapsed_s"] for d in finished.values() if d), default=0.0)
         stopped = bool(interrupted) or any(d and d["stopped_early"] for d in finished.values())
+        schedulers = [d["scheduler"] for d in finished.values() if d]
         record = writer.finish(ended_at_epoch=started + elapsed, elapsed_s=elapsed,
                                complete=not stopped and not failures,
                                max_send_lag_ms=options.max_send_lag_ms,
-                               warmup_s=options.warmup_s, extra_reasons=failures)
+                               warmup_s=options.warmup_s, extra_reasons=failures,
+                               scheduler=merge_scheduler(schedulers) if schedulers else None)
         return RunResult(out_dir, record)
     finally:
         stop_flag.set()

@@ -39,7 +39,7 @@ def _hlog_counts(path):
     return counts
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "raw"])
+@pytest.mark.parametrize("transport", ["aiohttp", "fast"])
 def test_server_killed_mid_run(tmp_path, transport):
     with running_server("--delay-ms", "5") as (url, proc):
         options = RunOptions(targets=(url + PATH,),

@@ -204,7 +204,7 @@ def ours_max_rate(url: str, body_spec: str, start: float, seconds: int, transpor
 @click.command()
 @click.option("--seconds", type=int, default=8, show_default=True, help="Length of each run.")
 @click.option("--bodies", default="small,tensor", show_default=True)
-@click.option("--transports", default="raw,aiohttp", show_default=True,
+@click.option("--transports", default="fast,aiohttp", show_default=True,
               help="Our transports to measure.")
 @click.option("--gen-cpu", type=int, default=0, show_default=True)
 @click.option("--server-cpu", type=int, default=1, show_default=True)
