@@ -87,16 +87,24 @@ class Engine:
         self._next_t = 1
         self._dispatched = 0
         self._timed = {"spin": 0, "timer": 0, "due": 0, "spin_s": 0.0}
+        self._opened = False
         # the schedule's arrivals per second, counted up front (exact whatever happens)
         for offsets, _ in self._mine():
             self.recorder.add_scheduled(offsets)
         self.scheduled_total = self.recorder.pending_scheduled()
 
+    async def open(self) -> None:
+        """Open the transport (its pool's first connections) before choosing ``t0``; ``run``
+        does it if not done yet."""
+        if not self._opened:
+            self._opened = True
+            await self.transport.open()
+
     async def run(self, t0: float, stop: asyncio.Event | None = None) -> EngineStats:
         """Run the schedule with origin ``t0`` (a ``clock()`` value) until done or ``stop``."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
-        await self.transport.open()
+        await self.open()
         ticker = loop.create_task(self._tick(t0))
         stopper = loop.create_task(stop.wait())
         try:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+PREWARM_TIMEOUT_S = 2.0
 # a response head that frames its body (otherwise the body ends when the connection closes)
 _FRAMED = re.compile(rb"\r\n(?:content-length|transfer-encoding)[ \t]*:", re.IGNORECASE)
 
@@ -121,9 +122,10 @@ class _Connection(asyncio.Protocol):
 
 class FastTransport:
     def __init__(self, urls: tuple[str, ...], body: bytes, content_type: str, *,
-                 max_in_flight: int, timeout_s: float) -> None:
+                 max_in_flight: int, timeout_s: float, prewarm: int = 0) -> None:
         self.timeout_s = timeout_s
         self.max_in_flight = max_in_flight
+        self.prewarm = prewarm
         self.addresses = []
         self.requests = []
         for url in urls:
@@ -144,8 +146,22 @@ class FastTransport:
         self._connecting: set[asyncio.Task] = set()
 
     async def open(self) -> None:
+        """Start the timeout sweeper; open ``prewarm`` idle connections per target first, so
+        a run that starts at a high rate does not begin with a storm of connects."""
         self.loop = asyncio.get_running_loop()
         self._sweeper = self.loop.create_task(self._sweep())
+        if self.prewarm > 0:
+            await asyncio.gather(*(self._prewarm_one(target) for target in range(len(self.addresses))
+                                   for _ in range(self.prewarm)))
+
+    async def _prewarm_one(self, target: int) -> None:
+        host, port = self.addresses[target]
+        try:
+            _, conn = await asyncio.wait_for(self.loop.create_connection(
+                lambda: _Connection(self, target), host, port), min(self.timeout_s, PREWARM_TIMEOUT_S))
+        except (TimeoutError, OSError):
+            return  # the run's own requests will meet (and count) whatever is wrong
+        self.idle[target].append(conn)
 
     async def _sweep(self) -> None:
         """Expire requests past their deadline (one timer for all, not one per request)."""

@@ -52,3 +52,66 @@ def test_keep_alive_requests_statuses_and_bytes_on_the_wire():
     head, body = seen[0]
     assert head.startswith(b"POST /v1/models/m:predict HTTP/1.1\r\n")
     assert b"Content-Type: application/json" in head and body == b'{"x": 1}'
+
+
+def test_prewarm_opens_connections_before_the_first_send_and_reuses_them():
+    accepted = []
+
+    async def handler(reader, writer):
+        accepted.append(writer)
+        try:
+            while True:
+                await _read_request(reader)
+                writer.write(_response())
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def main():
+        server, port = await _serve(handler)
+        t = FastTransport((f"http://127.0.0.1:{port}/",), b"x", "text/plain",
+                          max_in_flight=8, timeout_s=2.0, prewarm=3)
+        await t.open()
+        await asyncio.sleep(0.05)
+        opened = len(accepted)
+        outcomes = await asyncio.gather(*(t.send(0) for _ in range(3)))
+        await t.close()
+        server.close()
+        return opened, outcomes
+
+    opened, outcomes = asyncio.run(main())
+    assert opened == 3 and outcomes == [None] * 3
+    assert len(accepted) == 3  # three concurrent sends took the three warm connections
+
+
+def test_prewarm_against_nobody_listening_does_not_fail_the_open():
+    async def main():
+        server, port = await _serve(lambda r, w: None)
+        server.close()
+        await server.wait_closed()
+        t = FastTransport((f"http://127.0.0.1:{port}/",), b"x", "text/plain",
+                          max_in_flight=4, timeout_s=1.0, prewarm=2)
+        await t.open()
+        outcome = await t.send(0)
+        await t.close()
+        return outcome
+
+    assert asyncio.run(main()) == "connect"
+
+
+def test_prewarm_count_follows_the_first_seconds_rate():
+    from loadgen.run import RunOptions, prewarm_connections
+    from loadgen.schedule import Profile
+
+    def count(rate, **kw):
+        return prewarm_connections(RunOptions(
+            targets=kw.pop("targets", ("http://h:1/p",)),
+            profile=Profile(kind="constant", rate=rate, duration_s=5.0), **kw))
+
+    assert count(10.0) == 1 and count(60_000.0) == 60
+    assert count(60_000.0, workers=2) == 30
+    assert count(60_000.0, targets=("http://a:1/p", "http://b:1/p")) == 30
+    assert count(1e6, max_in_flight=100) == 100
+    ramp = RunOptions(targets=("http://h:1/p",), profile=Profile(
+        kind="ramp", users=150, spawn_rate=1.0, per_user_rps=1.0, duration_s=300.0))
+    assert prewarm_connections(ramp) == 1  # starts near zero: connects as it climbs

@@ -21,6 +21,7 @@ from loadgen.schedule import Profile
 
 LOOPS = ("uvloop", "asyncio")
 START_LEAD_S = 0.2  # time between choosing the schedule's origin and its first arrival
+PREWARM_RPS = 1000.0  # see prewarm_connections
 
 
 class OptionsError(ValueError):
@@ -167,6 +168,15 @@ def choose_transport(options: RunOptions) -> transport_mod.Choice:
         raise OptionsError(str(e)) from None
 
 
+def prewarm_connections(options: RunOptions) -> int:
+    """Connections per target a worker opens before the run: one per PREWARM_RPS of the
+    first second's rate (a run that starts at 60k req/s would otherwise spend its first
+    tens of ms connecting, behind its schedule), within the in-flight ceiling."""
+    first_second = schedule.expected_arrivals(options.profile, 0.0, 1.0)
+    per_target = first_second / options.workers / len(options.targets)
+    return min(math.ceil(per_target / PREWARM_RPS), options.max_in_flight // len(options.targets))
+
+
 def new_loop(kind: str) -> asyncio.AbstractEventLoop:
     if kind == "uvloop":
         import uvloop
@@ -180,7 +190,7 @@ def make_engine(options: RunOptions, body: payload_mod.Payload, sink, *,
     transport = transport_mod.make(
         choose_transport(options), urls=options.targets, body=body.body,
         content_type=body.content_type, max_in_flight=options.max_in_flight,
-        timeout_s=options.timeout_s)
+        timeout_s=options.timeout_s, prewarm=prewarm_connections(options))
     settings = EngineSettings(max_in_flight=options.max_in_flight,
                               n_targets=len(options.targets), worker_index=worker_index,
                               workers=options.workers, send_timing=options.send_timing)
@@ -200,6 +210,7 @@ def _run_inprocess(options, body, out_dir, header, on_progress) -> RunResult:
                 loop.add_signal_handler(sig, stop.set)
                 handled.append(sig)
         try:
+            await engine.open()
             t0 = time.monotonic() + START_LEAD_S
             started = time.time() + START_LEAD_S
             writer = ResultsWriter(out_dir, header, started)

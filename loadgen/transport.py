@@ -127,8 +127,9 @@ def choose(requested: str, urls: tuple[str, ...]) -> Choice:
 
 
 def make(choice: Choice, *, urls: tuple[str, ...], body: bytes, content_type: str,
-         max_in_flight: int, timeout_s: float) -> Transport:
-    """Build the chosen transport (imports its module only when used)."""
+         max_in_flight: int, timeout_s: float, prewarm: int = 0) -> Transport:
+    """Build the chosen transport (imports its module only when used). ``prewarm``:
+    connections per target to open before the run (the fast transport's)."""
     if choice.kind == "aiohttp":
         from loadgen import aiohttp_transport
 
@@ -139,5 +140,6 @@ def make(choice: Choice, *, urls: tuple[str, ...], body: bytes, content_type: st
         from loadgen import fast_transport
 
         return fast_transport.FastTransport(
-            urls, body, content_type, max_in_flight=max_in_flight, timeout_s=timeout_s)
+            urls, body, content_type, max_in_flight=max_in_flight, timeout_s=timeout_s,
+            prewarm=prewarm)
     raise ValueError(f"unknown transport {choice.kind!r}")

@@ -29,9 +29,6 @@ def _worker_main(options, body, index, q, go, t0_value, stop_flag) -> None:
     try:
         engine = run_mod.make_engine(options, body, lambda iv: q.put(
             ("interval", index, iv.to_wire())), worker_index=index)
-        q.put(("ready", index, None))
-        go.wait()
-
         async def main():
             stop = asyncio.Event()
 
@@ -47,6 +44,9 @@ def _worker_main(options, body, index, q, go, t0_value, stop_flag) -> None:
                 watcher.cancel()
 
         with asyncio.Runner(loop_factory=lambda: run_mod.new_loop(options.loop)) as runner:
+            runner.run(engine.open())  # connections first: the schedule's origin comes after
+            q.put(("ready", index, None))
+            go.wait()
             stats = runner.run(main())
         q.put(("done", index, {"elapsed_s": stats.elapsed_s,
                                "stopped_early": stats.stopped_early,
