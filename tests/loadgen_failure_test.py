@@ -1,9 +1,12 @@
 """The generator survives a dying server, and its files survive a dying generator."""
 
+import asyncio
 import csv
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -89,3 +92,91 @@ def test_generator_killed_with_sigkill_leaves_parseable_files(tmp_path):
     assert len(_hlog_counts(str(out / "latency_uncorrected.hlog"))) >= 3
     rec = json.loads((out / "run.json").read_text())
     assert rec["complete"] is False and rec["validity"]["valid"] is False
+
+
+class _MisbehavingServer:
+    """A 127.0.0.1 server on its own thread: request n gets BEHAVIOURS[n % len] (one
+    request per connection, so a broken connection never takes a good answer with it)."""
+
+    BEHAVIOURS = ("ok", "reset", "close mid-body", "garbage", "ok", "503", "stall", "ok")
+    OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+
+    def __init__(self):
+        self.count = 0
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self):
+        async def handler(reader, writer):
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+            except (asyncio.IncompleteReadError, ConnectionError, IndexError):
+                writer.close()
+                return
+            what = self.BEHAVIOURS[self.count % len(self.BEHAVIOURS)]
+            self.count += 1
+            if what == "reset":
+                writer.get_extra_info("socket").setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()
+                return
+            if what == "stall":
+                await asyncio.sleep(2.0)  # beyond the run's timeout
+            else:
+                writer.write({"ok": self.OK,
+                              "close mid-body": b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{",
+                              "garbage": b"HTTP/9 what\r\n\r\n",
+                              "503": b"HTTP/1.1 503 X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                              }[what])
+            writer.close()
+
+        async def serve():
+            self.server = await asyncio.start_server(handler, "127.0.0.1", 0, backlog=512)
+            self.port = self.server.sockets[0].getsockname()[1]
+            self.ready.set()
+
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(serve())
+        self.loop.run_forever()
+        self.loop.close()
+
+    async def _shutdown(self):
+        self.server.close()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in others:
+            t.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
+    def __enter__(self):
+        self.thread.start()
+        assert self.ready.wait(10)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc):
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("transport", ["fast", "aiohttp"])
+def test_a_misbehaving_server_is_counted_by_class_and_the_run_completes(tmp_path, transport):
+    server = _MisbehavingServer()
+    with server as url:
+        options = RunOptions(targets=(url + PATH,),
+                             profile=Profile(kind="constant", rate=80.0, duration_s=2.0),
+                             payload="b64", max_in_flight=64, timeout_s=0.5, transport=transport)
+        result = run(options, str(tmp_path))
+    rec = result.record
+    assert rec["complete"] is True and rec["options"]["transport"] == transport
+    t = rec["totals"]
+    assert t["scheduled"] == t["sent"] == 160 and t["ok"] + t["errors"] == 160
+    per_cycle = 160 // len(_MisbehavingServer.BEHAVIOURS)  # 20 of each behaviour
+    classes = t["error_classes"]
+    assert t["ok"] == 3 * per_cycle
+    assert classes["connect"] == 2 * per_cycle  # reset, closed mid-body
+    assert classes["protocol"] == per_cycle and classes["http_503"] == per_cycle
+    assert classes["timeout"] == per_cycle
+    assert sum(_hlog_counts(str(tmp_path / "latency.hlog"))) == t["ok"]
