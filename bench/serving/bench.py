@@ -2,9 +2,11 @@
 
 Same SavedModel, same intra/inter-op threads, same batch size, in the same run: the
 ratio server / in-process is the server's overhead (HTTP, JSON, batching). Measured one
-after the other, never at the same time. Payloads: `b64` (a JPEG through `serving_bytes`,
-decoding inside the model on both sides) and `tensor` (the seed's pixels as a JSON array
-through `serving_default`; parsing that JSON is the REST API's cost).
+after the other, never at the same time, alternating in --rounds slices per point (a
+shared machine's speed drifts by 10-20% over minutes); the ratio is the rounds' median.
+Payloads: `b64` (a JPEG through `serving_bytes`, decoding inside the model on both sides)
+and `tensor` (the seed's pixels as a JSON array through `serving_default`; parsing that
+JSON is the REST API's cost).
 
 Server settings measured: batching off (each request carries `batch` images; one closed-loop
 client, whose requests leave the model idle while each is parsed, and two, which keep it
@@ -12,7 +14,7 @@ busy: the server's throughput), and batching on with several max_batch_size /
 batch_timeout_micros (each request one image, 2 x max_batch_size concurrent clients, as TF
 Serving's batching guide advises).
 
-  bazel run //bench/serving:bench -- [--model-dir DIR] [--threads 2] [--seconds 12]
+  bazel run //bench/serving:bench -- [--model-dir DIR] [--threads 2] [--seconds 12] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import base64
 import gc
 import json
 import os
+import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -87,8 +91,9 @@ class InProcess:
         self._loaded = tf.saved_model.load(str(model_dir / str(version)))
         self._payloads = payloads
 
-    def measure(self, kind: str, batch: int, seconds: float) -> tuple[float, float, float]:
-        """images/s, p50 ms, p99 ms."""
+    def measure(self, kind: str, batch: int, seconds: float, callers: int = 1) -> tuple[float, float, float]:
+        """images/s, p50 ms, p99 ms of `callers` threads calling the signature back to back
+        (TF releases the GIL while it runs: the concurrency a server has with as many requests)."""
         import numpy as np
         import tensorflow as tf
 
@@ -100,14 +105,22 @@ class InProcess:
             data = tf.constant(np.asarray([instance] * batch, np.float32))
         for _ in range(2):
             fn(**{name: data})
-        latencies, images, started = [], 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            t = time.perf_counter()
-            fn(**{name: data})["probabilities"].numpy()
-            latencies.append(int((time.perf_counter() - t) * 1e6))
-            images += batch
+        latencies: list[int] = []
+        started = time.perf_counter()
+
+        def caller() -> None:
+            while time.perf_counter() - started < seconds:
+                t = time.perf_counter()
+                fn(**{name: data})["probabilities"].numpy()
+                latencies.append(int((time.perf_counter() - t) * 1e6))
+
+        threads = [threading.Thread(target=caller) for _ in range(callers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         p50, p99 = _percentiles(latencies)
-        return images / (time.perf_counter() - started), p50, p99
+        return len(latencies) * batch / (time.perf_counter() - started), p50, p99
 
 
 # --- through the server -------------------------------------------------------------------------
@@ -141,9 +154,32 @@ async def _closed_loop(url: str, body: bytes, clients: int, images_per_request: 
     return images / seconds, latencies, errors
 
 
+def _point(direct: InProcess, kind: str, batch: int, callers: int, url: str, body: bytes, clients: int,
+           per_request: int, seconds: float, rounds: int):
+    """One server point: `rounds` alternations of in-process TF then the server, seconds/rounds each
+    (the shared machine's speed drifts over minutes; a ratio within one round sees the same machine).
+    Returns (server img/s, p50, p99, in-process img/s, in-process p50, errors, per-round ratios)."""
+    slice_s = seconds / rounds
+    server_rates, direct_rates, direct_p50s, ratios, latencies, errors = [], [], [], [], [], {}
+    for i in range(rounds):
+        ip_rate, ip_p50, _ = direct.measure(kind, batch, slice_s, callers)
+        rate, lat, errs = asyncio.run(_closed_loop(url, body, clients, per_request, slice_s,
+                                                   warmup=3.0 if i == 0 else 1.0))
+        server_rates.append(rate)
+        direct_rates.append(ip_rate)
+        direct_p50s.append(ip_p50)
+        ratios.append(rate / ip_rate)
+        latencies += lat
+        for status, n in errs.items():
+            errors[status] = errors.get(status, 0) + n
+    p50, p99 = _percentiles(latencies) if latencies else (float("nan"), float("nan"))
+    return (statistics.mean(server_rates), p50, p99, statistics.mean(direct_rates),
+            statistics.median(direct_p50s), errors, ratios)
+
+
 def measure(model_dir: Path, payloads, direct: InProcess, threads: int, batches: list[int], seconds: float,
-            workdir: Path):
-    """Each server point is bracketed by in-process runs of the same batch size (the machine is shared)."""
+            workdir: Path, rounds: int):
+    """Every server point alternates with in-process runs of the same batch size (see _point)."""
     rows = []
     for label, params in SERVER_SETTINGS:
         config = ServingConfig(model_name=MODEL_NAME, intra_op=threads, inter_op=threads,
@@ -154,21 +190,24 @@ def measure(model_dir: Path, payloads, direct: InProcess, threads: int, batches:
             server.wait_available(300)
             url = f"{server.url}/v1/models/{MODEL_NAME}:predict"
             for kind, (signature, _name, instance) in payloads.items():
-                if params is None:  # one client: latency-bound; two: parsing overlaps the model
-                    shapes = [(b, b, c) for b in batches for c in (1, 2)]  # (batch, images/request, clients)
+                # (batch, images per request, HTTP clients, in-process callers): batching off, one
+                # client or two (model runs overlap, and parsing overlaps them), against as many
+                # in-process callers; batching on, 2 x max_batch_size clients, against
+                # num_batch_threads callers of max_batch_size
+                if params is None:
+                    shapes = [(b, b, c, c) for b in batches for c in (1, 2)]
                 else:
-                    shapes = [(params.max_batch_size, 1, 2 * params.max_batch_size)]
-                for batch, per_request, clients in shapes:
-                    before = direct.measure(kind, batch, seconds / 2)
+                    shapes = [(params.max_batch_size, 1, 2 * params.max_batch_size,
+                               params.effective_num_batch_threads(os.cpu_count() or 1))]
+                for batch, per_request, clients, callers in shapes:
                     doc = {"signature_name": signature, "instances": [instance] * per_request}
                     body = json.dumps(doc, separators=(",", ":")).encode()
-                    rate, lat, errors = asyncio.run(_closed_loop(url, body, clients, per_request, seconds, warmup=3))
-                    after = direct.measure(kind, batch, seconds / 2)
-                    ref = (before[0] + after[0]) / 2
-                    p50, p99 = _percentiles(lat) if lat else (float("nan"), float("nan"))
-                    rows.append((label, kind, batch, clients, len(body), rate, p50, p99, ref, before[1], errors))
-                    click.echo(f"  {label:16s} {kind:6s} batch {batch:2d}: server {rate:6.1f} img/s, "
-                               f"in-process {before[0]:.1f} / {after[0]:.1f} img/s", err=True)
+                    rows.append((label, kind, batch, clients, callers, len(body), *_point(
+                        direct, kind, batch, callers, url, body, clients, per_request, seconds, rounds)))
+                    r = rows[-1]
+                    click.echo(f"  {label:16s} {kind:6s} batch {batch:2d} clients {clients:2d}: server "
+                               f"{r[6]:6.1f} img/s, in-process ({callers} callers) {r[9]:6.1f} img/s, ratio per "
+                               f"round {' '.join(f'{x:.2f}' for x in r[12])}", err=True)
         finally:
             server.stop()
     return rows
@@ -178,10 +217,13 @@ def measure(model_dir: Path, payloads, direct: InProcess, threads: int, batches:
 @click.option("--model-dir", default=None,
               help="Model base path (version dirs). Default: export ResNet50 to a temp dir.")
 @click.option("--threads", default=2, show_default=True, help="intra_op = inter_op threads, server and in-process.")
-@click.option("--seconds", default=12.0, show_default=True, help="Measured seconds per point (after 3 s warm-up).")
+@click.option("--seconds", default=12.0, show_default=True,
+              help="Measured seconds per point, server and in-process each (split into --rounds).")
 @click.option("--batches", default="1,8", show_default=True, help="Batch sizes with batching off.")
 @click.option("--payloads", "kinds", default="b64,tensor", show_default=True)
-def main(model_dir, threads, seconds, batches, kinds) -> None:
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1),
+              help="Alternations of in-process and server runs per point; the ratio is their median.")
+def main(model_dir, threads, seconds, batches, kinds, rounds) -> None:
     """Print images/s and latency, server vs in-process TF, and their ratio."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     batch_sizes = sorted({int(b) for b in batches.split(",")})
@@ -198,16 +240,18 @@ def main(model_dir, threads, seconds, batches, kinds) -> None:
         payloads = {k: v for k, v in _payloads().items() if k in kinds.split(",")}
         direct = InProcess(base, payloads)
         gc.freeze()  # TF's objects would slow every collection of the HTTP client in this process
-        rows = measure(base, payloads, direct, threads, batch_sizes, seconds, Path(tmp) / "work")
+        rows = measure(base, payloads, direct, threads, batch_sizes, seconds, Path(tmp) / "work", rounds)
 
-    click.echo(f"\nResNet50, {threads} intra/inter-op threads, {os.cpu_count()} CPUs, {seconds:.0f} s per point; "
-               "in-proc = mean of in-process TF just before and after the point, same batch size")
-    click.echo(f"{'server':16s} {'payload':7s} {'batch':>5s} {'clients':>7s} {'body':>8s} {'img/s':>7s} "
-               f"{'p50 ms':>7s} {'p99 ms':>7s} {'in-proc':>7s} {'ip p50':>7s} {'ratio':>6s}  errors")
-    for label, kind, batch, clients, size, rate, p50, p99, ref, ref_p50, errors in rows:
-        click.echo(f"{label:16s} {kind:7s} {batch:5d} {clients:7d} {size:8d} {rate:7.1f} {p50:7.1f} {p99:7.1f} "
-                   f"{ref:7.1f} {ref_p50:7.1f} {rate / ref:6.2f}  {errors or ''}")
-
+    click.echo(f"\nResNet50, {threads} intra/inter-op threads, {os.cpu_count()} CPUs, {seconds:.0f} s per point in "
+               f"{rounds} rounds alternating with in-process TF (same batch size; callers = concurrent calls); "
+               "ratio = median of the rounds' server/in-process ratios")
+    click.echo(f"{'server':16s} {'payload':7s} {'batch':>5s} {'clients':>7s} {'callers':>7s} {'body':>8s} "
+               f"{'img/s':>7s} {'p50 ms':>7s} {'p99 ms':>7s} {'in-proc':>7s} {'ip p50':>7s} {'ratio':>6s} {'min':>5s}"
+               "  errors")
+    for label, kind, batch, clients, callers, size, rate, p50, p99, ref, ref_p50, errors, ratios in rows:
+        click.echo(f"{label:16s} {kind:7s} {batch:5d} {clients:7d} {callers:7d} {size:8d} {rate:7.1f} {p50:7.1f} "
+                   f"{p99:7.1f} "
+                   f"{ref:7.1f} {ref_p50:7.1f} {statistics.median(ratios):6.2f} {min(ratios):5.2f}  {errors or ''}")
 
 if __name__ == "__main__":
     sys.exit(main())
