@@ -189,7 +189,10 @@ class FastTransport:
         conn.first = None
         conn.deadline = self.loop.time() + self.timeout_s
         self.busy.add(conn)
-        conn.transport.write(self.requests[conn.target])
+        try:
+            conn.transport.write(self.requests[conn.target])
+        except RuntimeError:  # closed under us (uvloop raises, asyncio's transport ignores)
+            conn.fail("connect")
 
     async def _connect_and_send(self, target: int, done) -> None:
         host, port = self.addresses[target]
@@ -204,6 +207,9 @@ class FastTransport:
             done("cancelled")
             raise
         except OSError:
+            done("connect")
+            return
+        if conn.closed:  # the peer closed it as soon as it was made
             done("connect")
             return
         self._write(conn, done)

@@ -184,3 +184,41 @@ def test_choose_follows_the_environments_proxy_and_no_proxy(monkeypatch):
 def test_choose_rejects_unknown_names():
     with pytest.raises(transport.TransportError, match="unknown transport 'raw'"):
         transport.choose("raw", ("http://h:1/",))
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_connection_closed_between_connect_and_write_is_connect_never_a_hang(loop):
+    """A dying server can close a new connection before the fast transport writes on it."""
+    class ClosingLoop:  # the real loop, but every new connection is closed before it is returned
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        async def create_connection(self, factory, host, port):
+            transport, conn = await self.real.create_connection(factory, host, port)
+            transport.abort()
+            while not conn.closed:  # connection_lost has run
+                await asyncio.sleep(0)
+            return transport, conn
+
+    async def handler(reader, writer):
+        await reader.read()
+
+    async def main():
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        t = _make("fast", f"http://127.0.0.1:{port}/", timeout_s=2.0)
+        await t.open()
+        t.loop = ClosingLoop(t.loop)
+        try:
+            return await asyncio.wait_for(asyncio.gather(*(t.send(0) for _ in range(3))), 5.0)
+        finally:
+            await t.close()
+            server.close()
+
+    from loadgen.run import new_loop
+
+    with asyncio.Runner(loop_factory=lambda: new_loop(loop)) as runner:
+        assert runner.run(main()) == ["connect"] * 3
