@@ -86,7 +86,8 @@ def format_summary(record: dict, out_dir: str) -> str:
 @click.option("--transport", "transport_kind", type=click.Choice(transport.TRANSPORTS),
               default="auto", show_default=True,
               help="fast: our HTTP/1.1 client (plain http://, no proxy); aiohttp: TLS and "
-              "proxies too, ~4x the CPU per request; auto: fast where it can, else aiohttp.")
+              "proxies too, but ~10x less valid load per core (bench/loadgen); auto: fast where "
+              "it can, else aiohttp.")
 @click.option("--send-timing", type=click.Choice(SEND_TIMINGS), default="auto",
               show_default=True,
               help="spin: sleep to 1.5 ms before each send, then spin (µs send accuracy, "
