@@ -22,6 +22,9 @@ def test_two_workers_merge_into_one_result(tmp_path):
     t = rec["totals"]
     assert t["scheduled"] == t["sent"] == t["ok"] == 400 and t["errors"] == 0
     assert rec["latency_ms"]["corrected"]["count"] == 400
+    # both workers' send timing, summed: every send is accounted for once
+    assert rec["options"]["transport"] == "fast" and rec["scheduler"]["send_timing"] == "auto"
+    assert sum(rec["scheduler"]["sends"].values()) == 400
     with open(tmp_path / "series.csv") as f:
         f.readline()
         rows = list(csv.DictReader(f))
