@@ -15,10 +15,7 @@ from loadgen.transport import status_class
 def _payload_error_class(e: aiohttp.ClientPayloadError) -> str:
     """A body cut short by the peer is `connect` (closed mid-response); a body that
     breaks the framing rules (bad chunk sizes, ...) is `protocol`."""
-    cause = e.__cause__
-    if isinstance(cause, http_exceptions.ContentLengthError) or "not completed" in str(e):
-        return "connect"
-    return "protocol"
+    return "connect" if isinstance(e.__cause__, http_exceptions.ContentLengthError) else "protocol"
 
 
 class AiohttpTransport:

@@ -85,8 +85,8 @@ class Engine:
         self.in_flight = 0
         self._tasks: set[asyncio.Task] = set()
         self._next_t = 1
-        self._dispatched = 0
-        self._timed = {"spin": 0, "timer": 0, "due": 0, "spin_s": 0.0}
+        self._dispatched = 0  # arrivals past the timing step: sent or dropped
+        self._sends = (0, 0, 0.0)  # (spun, timer-only, seconds spinning); the rest were due
         self._opened = False
         # the schedule's arrivals per second, counted up front (exact whatever happens)
         for offsets, _ in self._mine():
@@ -126,12 +126,12 @@ class Engine:
             await self.transport.close()  # callbacks still pending end as "cancelled"
         elapsed = self.clock() - t0
         self.sink(self.recorder.take_interval(self._next_t, in_flight=self.in_flight))
-        timed = self._timed
+        spun, timed, spin_s = self._sends
         return EngineStats(elapsed_s=elapsed, stopped_early=stop.is_set(),
                            unsent=self.scheduled_total - self._dispatched,
                            scheduler=scheduler_record(
-                               self.settings.send_timing, timed["spin"], timed["timer"],
-                               timed["due"], timed["spin_s"]))
+                               self.settings.send_timing, spun, timed,
+                               self._dispatched - spun - timed, spin_s))
 
     async def _drain(self, stop: asyncio.Event) -> None:
         """Wait for in-flight requests (bounded by the transport's timeout); once
@@ -161,7 +161,7 @@ class Engine:
 
     # -- dispatch ------------------------------------------------------------------
     def _mine(self):
-        """Yield (offsets, global indices) of this worker's arrivals, chunk by chunk."""
+        """Yield (offsets, targets) of this worker's arrivals, chunk by chunk."""
         s = self.settings
         base = 0
         for chunk in schedule.arrival_times(self.profile):
@@ -171,10 +171,10 @@ class Engine:
                 keep = idx % s.workers == s.worker_index
                 chunk, idx = chunk[keep], idx[keep]
             if chunk.size:
-                yield chunk, idx
+                yield chunk, idx % s.n_targets
 
     async def _dispatch(self, t0: float, stop: asyncio.Event) -> None:
-        clock, rec, n_targets = self.clock, self.recorder, self.settings.n_targets
+        clock, rec = self.clock, self.recorder
         max_in_flight = self.settings.max_in_flight
         loop = asyncio.get_running_loop()
         sleep = asyncio.sleep
@@ -183,57 +183,60 @@ class Engine:
         on_send, done_callback = rec.on_send, self._done_callback
         timing = self.settings.send_timing
         budget = SPIN_BUDGET if timing == "auto" else (0.0 if timing == "sleep" else float("inf"))
-        timed = self._timed
         window_end, window_spin = t0, 0.0  # auto: spin time within the current second
-        burst = 0
-        for offsets, indices in self._mine():
-            for offset, index in zip(offsets.tolist(), indices.tolist(), strict=True):
-                intended = t0 + offset
-                now = clock()
-                if intended > now:
-                    burst = 0
-                    if now >= window_end:
-                        window_end, window_spin = now + 1.0, 0.0
-                    if window_spin < budget:
-                        if intended - now > SPIN_S:
-                            await sleep(intended - now - SPIN_S)
-                        spun_from = clock()
-                        while clock() < intended:
-                            await sleep(0)
-                        spun = clock() - spun_from
-                        window_spin += spun
-                        timed["spin_s"] += spun
-                        timed["spin"] += 1
-                    else:
-                        await sleep(intended - now)
-                        while clock() < intended:  # the timer rounds to 1 ms: never send early
-                            await sleep(0)
-                        timed["timer"] += 1
-                    if stop.is_set():
-                        return
-                elif now > give_up:
-                    return
-                else:
-                    timed["due"] += 1
-                    burst += 1
-                    if burst >= BURST:
+        burst = dispatched = spun = timed = 0
+        spin_s = 0.0
+        try:
+            for offsets, targets in self._mine():
+                for offset, target in zip(offsets.tolist(), targets.tolist(), strict=True):
+                    intended = t0 + offset
+                    now = clock()
+                    if intended > now:
                         burst = 0
-                        await sleep(0)
+                        if now >= window_end:
+                            window_end, window_spin = now + 1.0, 0.0
+                        spin = window_spin < budget
+                        lead = SPIN_S if spin else 0.0
+                        if intended - now > lead:
+                            await sleep(intended - now - lead)
+                        spin_from = clock()
+                        # spin; with the timer alone this only covers its rounding to 1 ms
+                        # (a send never leaves early)
+                        while (now := clock()) < intended:
+                            await sleep(0)
                         if stop.is_set():
                             return
-                self._dispatched += 1
-                if self.in_flight >= max_in_flight:
-                    rec.on_error("dropped")
-                    continue
-                self.in_flight += 1
-                if start is not None:
-                    actual = clock()
-                    on_send(intended, actual)
-                    start(index % n_targets, done_callback(intended, actual))
-                    continue
-                task = loop.create_task(self._one(intended, index % n_targets))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                        if spin:
+                            window_spin += now - spin_from
+                            spin_s += now - spin_from
+                            spun += 1
+                        else:
+                            timed += 1
+                    elif now > give_up:
+                        return
+                    else:
+                        burst += 1
+                        if burst >= BURST:
+                            burst = 0
+                            await sleep(0)
+                            if stop.is_set():
+                                return
+                            now = clock()
+                    dispatched += 1
+                    if self.in_flight >= max_in_flight:
+                        rec.on_error("dropped")
+                        continue
+                    self.in_flight += 1
+                    if start is not None:
+                        on_send(intended, now)
+                        start(target, done_callback(intended, now))
+                        continue
+                    task = loop.create_task(self._one(intended, target))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+        finally:  # also when cancelled: run() reports these
+            self._dispatched = dispatched
+            self._sends = (spun, timed, spin_s)
 
     def _forget_scheduled_after(self, offset: float) -> None:
         """A stopped run: only arrivals before the stop count as scheduled."""

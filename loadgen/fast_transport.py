@@ -154,11 +154,15 @@ class FastTransport:
             await asyncio.gather(*(self._prewarm_one(target) for target in range(len(self.addresses))
                                    for _ in range(self.prewarm)))
 
-    async def _prewarm_one(self, target: int) -> None:
+    async def _connect(self, target: int, timeout_s: float) -> _Connection:
         host, port = self.addresses[target]
+        _, conn = await asyncio.wait_for(self.loop.create_connection(
+            lambda: _Connection(self, target), host, port), timeout_s)
+        return conn
+
+    async def _prewarm_one(self, target: int) -> None:
         try:
-            _, conn = await asyncio.wait_for(self.loop.create_connection(
-                lambda: _Connection(self, target), host, port), min(self.timeout_s, PREWARM_TIMEOUT_S))
+            conn = await self._connect(target, min(self.timeout_s, PREWARM_TIMEOUT_S))
         except (TimeoutError, OSError):
             return  # the run's own requests will meet (and count) whatever is wrong
         self.idle[target].append(conn)
@@ -195,11 +199,9 @@ class FastTransport:
             conn.fail("connect")
 
     async def _connect_and_send(self, target: int, done) -> None:
-        host, port = self.addresses[target]
         deadline = self.loop.time() + self.timeout_s
         try:
-            _, conn = await asyncio.wait_for(self.loop.create_connection(
-                lambda: _Connection(self, target), host, port), self.timeout_s)
+            conn = await self._connect(target, self.timeout_s)
         except TimeoutError:
             done("timeout")
             return

@@ -75,10 +75,10 @@ class RunOptions:
             raise OptionsError("--warmup must be >= 0 and shorter than the duration")
 
     def record(self) -> dict:
-        """The "options" object of run.json."""
+        """The "options" object of run.json, but for the transport (run() adds the one chosen)."""
         return {"max_in_flight": self.max_in_flight, "timeout_s": self.timeout_s,
                 "workers": self.workers, "max_send_lag_ms": self.max_send_lag_ms,
-                "transport": self.transport, "send_timing": self.send_timing}
+                "send_timing": self.send_timing}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +148,6 @@ def run(options: RunOptions, out_dir: str, *, config_record: dict | None = None,
     input before anything is sent.
     """
     choice = choose_transport(options)
-    options = dataclasses.replace(options, transport=choice.kind)  # workers build the same one
     body = payload_mod.load(options.payload)
     header = {"config": config_record, "server": server_identity or default_server_identity(),
               "profile": options.profile.to_dict(), "payload": body.record(),
@@ -156,8 +155,8 @@ def run(options: RunOptions, out_dir: str, *, config_record: dict | None = None,
     if options.workers > 1:
         from loadgen import workers
 
-        return workers.run_workers(options, body, out_dir, header, _Aggregator, on_progress)
-    return _run_inprocess(options, body, out_dir, header, on_progress)
+        return workers.run_workers(options, choice, body, out_dir, header, _Aggregator, on_progress)
+    return _run_inprocess(options, choice, body, out_dir, header, on_progress)
 
 
 def choose_transport(options: RunOptions) -> transport_mod.Choice:
@@ -185,10 +184,10 @@ def new_loop(kind: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def make_engine(options: RunOptions, body: payload_mod.Payload, sink, *,
+def make_engine(options: RunOptions, choice: transport_mod.Choice, body: payload_mod.Payload, sink, *,
                 worker_index: int = 0) -> Engine:
     transport = transport_mod.make(
-        choose_transport(options), urls=options.targets, body=body.body,
+        choice, urls=options.targets, body=body.body,
         content_type=body.content_type, max_in_flight=options.max_in_flight,
         timeout_s=options.timeout_s, prewarm=prewarm_connections(options))
     settings = EngineSettings(max_in_flight=options.max_in_flight,
@@ -197,9 +196,9 @@ def make_engine(options: RunOptions, body: payload_mod.Payload, sink, *,
     return Engine(options.profile, transport, settings, sink)
 
 
-def _run_inprocess(options, body, out_dir, header, on_progress) -> RunResult:
+def _run_inprocess(options, choice, body, out_dir, header, on_progress) -> RunResult:
     box: dict = {}
-    engine = make_engine(options, body, lambda iv: box["agg"].add(iv))
+    engine = make_engine(options, choice, body, lambda iv: box["agg"].add(iv))
 
     async def main():
         loop = asyncio.get_running_loop()

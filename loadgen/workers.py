@@ -22,12 +22,12 @@ START_LEAD_S = 0.3
 READY_TIMEOUT_S = 60.0
 
 
-def _worker_main(options, body, index, q, go, t0_value, stop_flag) -> None:
+def _worker_main(options, choice, body, index, q, go, t0_value, stop_flag) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from loadgen import run as run_mod
 
     try:
-        engine = run_mod.make_engine(options, body, lambda iv: q.put(
+        engine = run_mod.make_engine(options, choice, body, lambda iv: q.put(
             ("interval", index, iv.to_wire())), worker_index=index)
         async def main():
             stop = asyncio.Event()
@@ -55,7 +55,7 @@ def _worker_main(options, body, index, q, go, t0_value, stop_flag) -> None:
         q.put(("failed", index, f"{type(e).__name__}: {e}"))
 
 
-def run_workers(options, body, out_dir, header, aggregator_cls, on_progress):
+def run_workers(options, choice, body, out_dir, header, aggregator_cls, on_progress):
     from loadgen.run import RunResult
 
     ctx = mp.get_context("spawn")
@@ -64,7 +64,7 @@ def run_workers(options, body, out_dir, header, aggregator_cls, on_progress):
     t0_value = ctx.Value("d", 0.0)
     n = options.workers
     procs = [ctx.Process(target=_worker_main, name=f"loadgen-worker-{i}", daemon=True,
-                         args=(options, body, i, q, go, t0_value, stop_flag))
+                         args=(options, choice, body, i, q, go, t0_value, stop_flag))
              for i in range(n)]
     for p in procs:
         p.start()
