@@ -28,6 +28,7 @@ BATCHING_PARAMETERS_FILE = "batching_parameters.txt"
 MONITORING_CONFIG_FILE = "monitoring.config"
 DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
 DEFAULT_REST_TIMEOUT_MS = 30000
+DEFAULT_MAX_BODY_BYTES = 64 * 2**20  # the local server's request body limit (413 above it)
 
 # TF Serving's values for batching fields left unset in the parameters file.
 # num_batch_threads defaults to the number of schedulable CPUs (port::MaxParallelism()).
@@ -307,12 +308,10 @@ class ServingConfig:
 
     def files(self, *, base_path: str | None = None) -> dict[str, str]:
         """Every config file this setting needs, by file name (files with no content are left out)."""
-        out = {MODELS_CONFIG_FILE: self.models_config_text(base_path=base_path)}
-        if self.batching_parameters_text():
-            out[BATCHING_PARAMETERS_FILE] = self.batching_parameters_text()
-        if self.monitoring:
-            out[MONITORING_CONFIG_FILE] = self.monitoring_config_text()
-        return out
+        texts = ((MODELS_CONFIG_FILE, self.models_config_text(base_path=base_path)),
+                 (BATCHING_PARAMETERS_FILE, self.batching_parameters_text()),
+                 (MONITORING_CONFIG_FILE, self.monitoring_config_text()))
+        return {name: text for name, text in texts if text}
 
     def write_files(self, directory: str | Path, *, base_path: str | None = None) -> dict[str, Path]:
         """Writes `files()` into `directory` (created if needed); returns their paths."""

@@ -23,12 +23,11 @@ from aiohttp import web
 
 from serving import json_tensor
 from serving.batching import BatchScheduler
-from serving.config import ServingConfig
+from serving.config import DEFAULT_MAX_BODY_BYTES, ServingConfig
 from serving.json_tensor import ApiError, invalid
 from serving.metrics import ServerMetrics
 from serving.servable import Model, Servable
 
-DEFAULT_MAX_BODY_BYTES = 64 * 2**20
 log = logging.getLogger(__name__)
 
 V1_RE = re.compile(r"(?i)/v1/.*")
@@ -82,16 +81,14 @@ class RestApi:
         model: Model,
         config: ServingConfig,
         *,
-        metrics: ServerMetrics | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        schedulable_cpus: int | None = None,
     ) -> None:
         self.model = model
         self.config = config
-        self.metrics = metrics or ServerMetrics()
+        self.metrics = ServerMetrics()
         self.max_body_bytes = max_body_bytes
         self.timeout_s = config.rest_api_timeout_ms / 1000.0
-        cpus = schedulable_cpus or len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
         threads = config.rest_api_num_threads or 4 * cpus
         self._executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="rest")
         self._schedulers: dict[int, BatchScheduler] = {}
@@ -250,7 +247,7 @@ class RestApi:
     async def _run(self, servable: Servable, signature: str, tensors: Mapping[str, np.ndarray]) -> dict:
         scheduler = self._schedulers.get(servable.version)
         if scheduler is not None:
-            work = asyncio.ensure_future(scheduler.submit(signature, tensors))
+            work = scheduler.submit(signature, tensors)
         else:
             loop = asyncio.get_running_loop()
             work = loop.run_in_executor(self._executor, servable.run, signature, tensors)

@@ -24,6 +24,8 @@ import numpy as np
 from serving import fast_json
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT_INT_LIMIT = (1 << 24) - 1  # integers a float32 / float64 holds exactly
+_DOUBLE_INT_LIMIT = (1 << 53) - 1
 _INT_LIMITS = {
     "DT_INT8": (-(2**31), 2**31 - 1),  # TF Serving checks IsInt(): any int32
     "DT_INT16": (-(2**31), 2**31 - 1),
@@ -232,14 +234,13 @@ def _convert(v: Any, dtype: str) -> Any:
     if dtype in ("DT_FLOAT", "DT_DOUBLE"):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise _type_error(v, dtype)
-        limit_int = (1 << 24) - 1 if dtype == "DT_FLOAT" else (1 << 53) - 1
-        limit = FLOAT32_MAX if dtype == "DT_FLOAT" else float(np.finfo(np.float64).max)
-        target = "float" if dtype == "DT_FLOAT" else "double"
+        single = dtype == "DT_FLOAT"
         if isinstance(v, int):
-            if abs(v) > limit_int:
+            if abs(v) > (_FLOAT_INT_LIMIT if single else _DOUBLE_INT_LIMIT):
+                target = "float" if single else "double"
                 raise invalid(f"Cannot convert JSON value: {v} to {target} without loss of precision.")
-        elif math.isfinite(v) and abs(v) > limit:
-            raise invalid(f"Cannot convert JSON value: {value_to_string(v)} to {target} without loss of precision.")
+        elif single and math.isfinite(v) and abs(v) > FLOAT32_MAX:  # a Python float always fits a double
+            raise invalid(f"Cannot convert JSON value: {value_to_string(v)} to float without loss of precision.")
         return float(v)
     if dtype in _INT_LIMITS:
         lo, hi = _INT_LIMITS[dtype]
@@ -314,11 +315,11 @@ def _fast_numeric(value: Any, dtype: str, body_has_bool: bool) -> np.ndarray | N
     if arr.dtype.kind == "f":
         # Integer literals above 2^24 are refused as lossy; larger decimals are checked by the exact walk.
         finite = arr[np.isfinite(arr)]
-        if finite.size and float(np.abs(finite).max()) > (1 << 24) - 1:
+        if finite.size and float(np.abs(finite).max()) > _FLOAT_INT_LIMIT:
             return None
     elif arr.dtype.kind in "iu":
         # (not np.abs: it overflows at the int64 minimum)
-        if arr.size and (int(arr.max()) > (1 << 24) - 1 or int(arr.min()) < -((1 << 24) - 1)):
+        if arr.size and (int(arr.max()) > _FLOAT_INT_LIMIT or int(arr.min()) < -_FLOAT_INT_LIMIT):
             return None
     else:
         return None
@@ -411,7 +412,7 @@ def _pending_tensor(pending: fast_json.NumericArray, dtype: str) -> np.ndarray |
     if dtype in ("DT_FLOAT", "DT_DOUBLE"):
         target = np.float32 if dtype == "DT_FLOAT" else np.float64
         if pending.integers:
-            limit = (1 << 24) - 1 if dtype == "DT_FLOAT" else (1 << 53) - 1
+            limit = _FLOAT_INT_LIMIT if dtype == "DT_FLOAT" else _DOUBLE_INT_LIMIT
             if int(values.max()) > limit or int(values.min()) < -limit:
                 return None
         elif dtype == "DT_FLOAT" and float(np.abs(values).max()) > FLOAT32_MAX:

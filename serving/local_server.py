@@ -18,10 +18,10 @@ from pathlib import Path
 
 import click
 
-from serving.config import ConfigError, ServingConfig
+from serving.config import DEFAULT_MAX_BODY_BYTES, ConfigError, ServingConfig
+from serving.launcher import LOCAL_VERSION
 from tools.python.runpath import user_path
 
-VERSION = "servesweep-local-server/1"
 SHUTDOWN_TIMEOUT_S = 30.0
 # glibc mallopt: keep up to this much freed memory for reuse instead of returning it
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
@@ -108,7 +108,7 @@ async def serve(
         tmp = port_file.with_suffix(".tmp")
         tmp.write_text(f"{bound}\n")
         tmp.replace(port_file)
-    log(f"serving {config.model_name} versions {sorted(model.versions)} on http://{host}:{bound} ({VERSION})")
+    log(f"serving {config.model_name} versions {sorted(model.versions)} on http://{host}:{bound} ({LOCAL_VERSION})")
     await stop.wait()
     log(f"shutting down: {api.in_flight} request(s) in flight")
     await runner.cleanup()  # closes the listener, waits for in-flight handlers
@@ -126,7 +126,7 @@ async def serve(
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--tensorflow_intra_op_parallelism", "intra_op", default=None, type=int)
 @click.option("--tensorflow_inter_op_parallelism", "inter_op", default=None, type=int)
-@click.option("--max_body_bytes", default=64 * 2**20, show_default=True, type=int,
+@click.option("--max_body_bytes", default=DEFAULT_MAX_BODY_BYTES, show_default=True, type=int,
               help="Larger request bodies get 413.")
 @click.option("--port_file", default=None, help="Write the bound port here once the model is AVAILABLE.")
 def main(model_base_path, config_path, model_name, port, host, intra_op, inter_op, max_body_bytes, port_file) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -142,8 +140,6 @@ class Servable:
             for k, v in defs.items()
             if not k.startswith("__")
         }
-        self.load_time = time.time()
-        self._lock = threading.Lock()
 
     def signature(self, name: str) -> Signature:
         key = name or "serving_default"
