@@ -7,21 +7,13 @@ each on its own REST port on 127.0.0.1.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from deploy.spec import Config
 from deploy.target import DeployError, Target, predict_url
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def available_cpus() -> tuple[int, ...]:
@@ -84,17 +76,15 @@ class LocalBackend:
         sets = cpu_sets(config.replicas, config.cpu, self.cpus)
         try:
             for i, cpus in enumerate(sets):
-                workdir = self.workdir / config.name / f"replica-{i}"
-                workdir.mkdir(parents=True, exist_ok=True)
                 self._procs.append(
                     launch(
                         config.serving,
                         model_base_path=self.model_base_path,
                         host=self.host,
-                        rest_port=free_port(self.host),
+                        rest_port=0,  # a free one
                         cpus=cpus,
                         server_binary=self.server_binary,
-                        workdir=workdir,
+                        workdir=self.workdir / config.name / f"replica-{i}",
                         nice=self.server_nice,
                     )
                 )

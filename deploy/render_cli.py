@@ -7,7 +7,6 @@ import sys
 import click
 
 from deploy import render, spec
-from serving.image import lock as image_lock
 from tools.python.runpath import user_path
 
 
@@ -34,10 +33,7 @@ def main(spec_file: str, out_dir: str, allow_tags: bool, lock_file: str | None, 
         click.echo(f"{len(dirs)} overlays for sweep {sweep.name} in {out}")
         if failed:
             sys.exit(1)
-    except (spec.SpecError, render.RenderError, image_lock.ImageLockError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
-    except OSError as e:
+    except (spec.SpecError, render.RenderError, OSError) as e:  # spec.image turns lock errors into SpecError
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
 

@@ -76,8 +76,6 @@ NAME_ABBREV = {
     "tensorflow_inter_op_parallelism": "inter",
     "tensorflow_intra_op_parallelism": "intra",
 }
-# Values of ServingConfig fields that stand for a number known only per shape.
-TOKENS = ("cpu", "vcpu")
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
