@@ -1,7 +1,6 @@
 """The generator survives a dying server, and its files survive a dying generator."""
 
 import asyncio
-import csv
 import json
 import os
 import signal
@@ -13,33 +12,12 @@ import threading
 import time
 
 import pytest
-from hdrh.log import HistogramLogReader
 
-from loadgen import recorder
-from loadgen.results import SERIES_COLUMNS
 from loadgen.run import RunOptions, run
 from loadgen.schedule import Profile
-from tests.loadgen_helpers import child_env, running_server
+from tests.loadgen_helpers import child_env, hlog_counts, read_series, running_server
 
 PATH = "/v1/models/m:predict"
-
-
-def _series(path):
-    with open(path) as f:
-        assert f.readline().strip() == "# servesweep.series/1"
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        assert list(row) == list(SERIES_COLUMNS)
-        int(row["t_s"]), int(row["sent"]), float(row["target_rps"])
-    return rows
-
-
-def _hlog_counts(path):
-    reader = HistogramLogReader(path, recorder.new_histogram())
-    counts = []
-    while (h := reader.get_next_interval_histogram()) is not None:
-        counts.append(h.get_total_count())
-    return counts
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "fast"])
@@ -60,10 +38,10 @@ def test_server_killed_mid_run(tmp_path, transport):
     assert 30 <= totals["ok"] <= 90
     assert totals["error_classes"]["connect"] >= 50
     assert totals["ok"] + totals["errors"] == 150
-    rows = _series(tmp_path / "series.csv")
+    rows = read_series(tmp_path / "series.csv")
     assert sum(int(r["ok"]) for r in rows) == totals["ok"]
     assert "connect:" in rows[-2]["error_classes"] or "connect:" in rows[-1]["error_classes"]
-    assert sum(_hlog_counts(str(tmp_path / "latency.hlog"))) == totals["ok"]
+    assert sum(hlog_counts(str(tmp_path / "latency.hlog"))) == totals["ok"]
 
 
 def test_generator_killed_with_sigkill_leaves_parseable_files(tmp_path):
@@ -85,11 +63,11 @@ def test_generator_killed_with_sigkill_leaves_parseable_files(tmp_path):
         finally:
             gen.wait(timeout=10)
             gen.stderr.close()
-    rows = _series(out / "series.csv")
+    rows = read_series(out / "series.csv")
     assert len(rows) >= 3
-    counts = _hlog_counts(str(out / "latency.hlog"))
+    counts = hlog_counts(str(out / "latency.hlog"))
     assert len(counts) >= 3 and sum(counts) >= 100
-    assert len(_hlog_counts(str(out / "latency_uncorrected.hlog"))) >= 3
+    assert len(hlog_counts(str(out / "latency_uncorrected.hlog"))) >= 3
     rec = json.loads((out / "run.json").read_text())
     assert rec["complete"] is False and rec["validity"]["valid"] is False
 
@@ -179,4 +157,4 @@ def test_a_misbehaving_server_is_counted_by_class_and_the_run_completes(tmp_path
     assert classes["connect"] == 2 * per_cycle  # reset, closed mid-body
     assert classes["protocol"] == per_cycle and classes["http_503"] == per_cycle
     assert classes["timeout"] == per_cycle
-    assert sum(_hlog_counts(str(tmp_path / "latency.hlog"))) == t["ok"]
+    assert sum(hlog_counts(str(tmp_path / "latency.hlog"))) == t["ok"]

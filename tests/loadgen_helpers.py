@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import subprocess
 import sys
 import urllib.request
+
+from hdrh.log import HistogramLogReader
+
+from loadgen import recorder
+from loadgen.results import SERIES_COLUMNS
 
 SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loadgen_testserver.py")
 
@@ -40,3 +46,23 @@ def running_server(*args: str, lifetime_s: float = 60.0):
 def server_stats(base_url: str) -> dict:
     with urllib.request.urlopen(f"{base_url}/stats", timeout=10) as resp:
         return json.load(resp)
+
+
+def read_series(path) -> list[dict]:
+    """series.csv's rows, checked: schema line, columns, numeric fields."""
+    with open(path) as f:
+        assert f.readline().strip() == "# servesweep.series/1"
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        assert list(row) == list(SERIES_COLUMNS)
+        int(row["t_s"]), int(row["sent"]), float(row["target_rps"])
+    return rows
+
+
+def hlog_counts(path) -> list[int]:
+    """The count of every interval in an HdrHistogram log."""
+    reader = HistogramLogReader(str(path), recorder.new_histogram())
+    counts = []
+    while (h := reader.get_next_interval_histogram()) is not None:
+        counts.append(h.get_total_count())
+    return counts

@@ -1,13 +1,8 @@
 """Several worker processes split one schedule; their results merge into one run."""
 
-import csv
-
-from hdrh.log import HistogramLogReader
-
-from loadgen import recorder
 from loadgen.run import RunOptions, run
 from loadgen.schedule import Profile
-from tests.loadgen_helpers import running_server
+from tests.loadgen_helpers import hlog_counts, read_series, running_server
 
 
 def test_two_workers_merge_into_one_result(tmp_path):
@@ -25,14 +20,8 @@ def test_two_workers_merge_into_one_result(tmp_path):
     # both workers' send timing, summed: every send is accounted for once
     assert rec["options"]["transport"] == "fast" and rec["scheduler"]["send_timing"] == "auto"
     assert sum(rec["scheduler"]["sends"].values()) == 400
-    with open(tmp_path / "series.csv") as f:
-        f.readline()
-        rows = list(csv.DictReader(f))
+    rows = read_series(tmp_path / "series.csv")
     assert [int(r["t_s"]) for r in rows] == list(range(1, len(rows) + 1))
     assert [int(r["scheduled"]) for r in rows[:2]] == [200, 200]
     assert sum(int(r["ok"]) for r in rows) == 400
-    reader = HistogramLogReader(str(tmp_path / "latency.hlog"), recorder.new_histogram())
-    total = 0
-    while (h := reader.get_next_interval_histogram()) is not None:
-        total += h.get_total_count()
-    assert total == 400
+    assert sum(hlog_counts(tmp_path / "latency.hlog")) == 400
