@@ -28,6 +28,7 @@ import click
 from loadgen import payload
 from loadgen.run import RunOptions, run
 from loadgen.schedule import Profile
+from serving import launcher
 
 PATH = "/v1/models/m:predict"
 SMALL_BODY = b'{"instances": [' + b"0.5, " * 200 + b'0.5]}'  # ~1 KB
@@ -82,12 +83,6 @@ class Predict(FastHttpUser):
 """.replace("PATH", PATH)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_port(port: int, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -103,7 +98,7 @@ def start_nginx(workdir: str, cpu: int) -> tuple[subprocess.Popen, int]:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(nginx):
         raise click.ClickException("nginx not found: apt-get install -y nginx")
-    port = _free_port()
+    port = launcher.free_port()
     conf = os.path.join(workdir, "nginx.conf")
     with open(conf, "w") as f:
         f.write(NGINX_CONF.format(dir=workdir, port=port))

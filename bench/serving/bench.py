@@ -33,8 +33,10 @@ from pathlib import Path
 
 import click
 
-from serving import launcher
+from loadgen import recorder
+from serving import launcher, servable
 from serving.config import BatchingParameters, ServingConfig
+from tools.python.runpath import user_path
 
 MODEL_NAME = "resnet"
 # (label, batching parameters or None)
@@ -70,12 +72,13 @@ def _export(out: Path) -> Path:
 
 
 def _percentiles(latencies_us: list[int]) -> tuple[float, float]:
-    from hdrh.histogram import HdrHistogram
+    """p50, p99 in ms, through the generator's own histogram code."""
+    import numpy as np
 
-    h = HdrHistogram(1, 60_000_000, 3)
-    for v in latencies_us:
-        h.record_value(max(1, v))
-    return h.get_value_at_percentile(50) / 1000, h.get_value_at_percentile(99) / 1000
+    h = recorder.new_histogram()
+    recorder.load_values(h, np.asarray(latencies_us, np.int64))
+    q = recorder.percentiles(h, (50.0, 99.0))
+    return recorder.ms(q[50.0]), recorder.ms(q[99.0])
 
 
 # --- in-process TensorFlow -------------------------------------------------------------------
@@ -87,7 +90,7 @@ class InProcess:
     def __init__(self, model_dir: Path, payloads) -> None:
         import tensorflow as tf
 
-        version = max(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
+        version = servable.available_versions(model_dir)[-1]
         self._loaded = tf.saved_model.load(str(model_dir / str(version)))
         self._payloads = payloads
 
@@ -185,8 +188,7 @@ def measure(model_dir: Path, payloads, direct: InProcess, threads: int, batches:
         config = ServingConfig(model_name=MODEL_NAME, intra_op=threads, inter_op=threads,
                                enable_batching=params is not None, batching=params)
         work = workdir / label.replace(" ", "_")
-        server = launcher.launch(config, model_base_path=model_dir, rest_port=0, workdir=work, local=True)
-        try:
+        with launcher.launch(config, model_base_path=model_dir, rest_port=0, workdir=work, local=True) as server:
             server.wait_available(300)
             url = f"{server.url}/v1/models/{MODEL_NAME}:predict"
             for kind, (signature, _name, instance) in payloads.items():
@@ -208,8 +210,6 @@ def measure(model_dir: Path, payloads, direct: InProcess, threads: int, batches:
                     click.echo(f"  {label:16s} {kind:6s} batch {batch:2d} clients {clients:2d}: server "
                                f"{r[6]:6.1f} img/s, in-process ({callers} callers) {r[9]:6.1f} img/s, ratio per "
                                f"round {' '.join(f'{x:.2f}' for x in r[12])}", err=True)
-        finally:
-            server.stop()
     return rows
 
 
@@ -227,16 +227,10 @@ def main(model_dir, threads, seconds, batches, kinds, rounds) -> None:
     """Print images/s and latency, server vs in-process TF, and their ratio."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     batch_sizes = sorted({int(b) for b in batches.split(",")})
-    import tensorflow as tf
-
     # before anything runs TensorFlow (the export does): the threads are fixed from then on
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    servable.configure_threads(threads, threads)
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
-        if model_dir:
-            base = Path(os.environ.get("BUILD_WORKING_DIRECTORY", "."), model_dir).resolve()
-        else:
-            base = _export(Path(tmp) / "models")
+        base = user_path(model_dir) if model_dir else _export(Path(tmp) / "models")
         payloads = {k: v for k, v in _payloads().items() if k in kinds.split(",")}
         direct = InProcess(base, payloads)
         gc.freeze()  # TF's objects would slow every collection of the HTTP client in this process
