@@ -38,8 +38,13 @@ def compare_sweeps(before_dir: Path | str, after_dir: Path | str, *, pricing_csv
                    slo_p99_ms: float = 1000.0, slo_error_rate: float = 0.01) -> pd.DataFrame:
     """Analyse two results directories under the same SLO and prices, then `compare` them."""
     slo = Slo(p99_ms=slo_p99_ms, error_rate=slo_error_rate)
-    return compare(analyze(before_dir, pricing_csv=pricing_csv, slo=slo),
-                   analyze(after_dir, pricing_csv=pricing_csv, slo=slo))
+    return compare_with_baseline(before_dir, analyze(after_dir, pricing_csv=pricing_csv, slo=slo))
+
+
+def compare_with_baseline(baseline_dir: Path | str, after: Analysis) -> pd.DataFrame:
+    """`compare` a baseline directory, analysed under `after`'s SLO and prices, with `after`
+    (an analysis already made, e.g. the report's: its runs are not read again)."""
+    return compare(analyze(baseline_dir, pricing_csv=after.prices.path, slo=after.slo), after)
 
 
 def _num(value, fmt: str) -> str:

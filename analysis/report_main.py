@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from analysis.compare import compare_sweeps, format_comparison
+from analysis.compare import compare_with_baseline, format_comparison
 from analysis.errors import ResultsError
 from analysis.report import build_report
 from tools.python.runpath import user_path
@@ -66,8 +66,7 @@ def main(results_dir: str, pricing: str | None, slo_p99: str, slo_errors: str, t
                               slo_error_rate=err, target_rps=target_rps, out_dir=out_dir)
         diff = None
         if baseline:
-            diff = compare_sweeps(user_path(baseline), results, pricing_csv=user_path(pricing) if pricing else None,
-                                  slo_p99_ms=p99_ms, slo_error_rate=err)
+            diff = compare_with_baseline(user_path(baseline), report.analysis)
             diff.to_csv(out_dir / "compare.csv", index=False)
     except (ResultsError, ValueError) as e:
         click.echo(f"report: error: {e}", err=True)

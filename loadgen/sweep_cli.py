@@ -206,10 +206,9 @@ def main(spec_path, backend, kube_context, endpoint, allow_tags, profile, payloa
                           slo_p99_ms=sweep.slo.p99_ms, slo_error_rate=sweep.slo.error_rate,
                           target_rps=target_rps, out_dir=out_dir / "report")
     if rerun:
-        from analysis.compare import compare_sweeps, format_comparison
+        from analysis.compare import compare_with_baseline, format_comparison
 
-        diff = compare_sweeps(user_path(rerun), out_dir, pricing_csv=user_path(pricing) if pricing else None,
-                              slo_p99_ms=sweep.slo.p99_ms, slo_error_rate=sweep.slo.error_rate)
+        diff = compare_with_baseline(user_path(rerun), report.analysis)
         diff.to_csv(out_dir / "report" / "compare.csv", index=False)
         echo.line(f"compared with {user_path(rerun)}:\n{format_comparison(diff)}")
     echo.report(report, out_dir / "report")
