@@ -57,7 +57,11 @@ HTTP_STATUS = {
     "UNIMPLEMENTED": 501,
     "UNAVAILABLE": 503,
     "UNAUTHENTICATED": 401,
+    # not a TF status: the body limit, which TF Serving's HTTP layer (evhttp) answers itself
+    "REQUEST_TOO_LARGE": 413,
 }
+# request_count's status label where it is not the error's code
+METRIC_STATUS = {"REQUEST_TOO_LARGE": "INVALID_ARGUMENT"}
 # libevent's evhttp_send_error body for paths outside /v1/.
 NOT_FOUND_HTML = "<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n</BODY></HTML>\n"
 INT64_MAX = 2**63 - 1
@@ -218,11 +222,8 @@ class RestApi:
                 result = self._classify_regress(body, name, version_number, label, verb)
             response = _json_response(200, json_tensor.dumps(result))
         except ApiError as err:
-            status = err.code if err.code in HTTP_STATUS else "INVALID_ARGUMENT"
-            if err.code == "REQUEST_TOO_LARGE":
-                response = _json_response(413, json_tensor.error_body(err.message))
-            else:
-                response = error_response(err)
+            status = METRIC_STATUS.get(err.code, err.code)
+            response = error_response(err)
         self.metrics.request_count.inc(name, status)
         if status == "OK":
             self.metrics.request_latency.observe((time.perf_counter() - started) * 1e6, name, verb, "REST")
