@@ -371,23 +371,10 @@ class ServingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the `serving` record of run.json); `from_dict` reads it back."""
-        return {
-            "model_name": self.model_name,
-            "base_path": self.base_path,
-            "version_policy": self.version_policy,
-            "latest_num_versions": self.latest_num_versions,
-            "versions": list(self.versions),
-            "version_labels": dict(self.version_labels),
-            "intra_op": self.intra_op,
-            "inter_op": self.inter_op,
-            "rest_api_num_threads": self.rest_api_num_threads,
-            "rest_api_timeout_ms": self.rest_api_timeout_ms,
-            "enable_batching": self.enable_batching,
-            "batching": self.batching.to_dict() if self.batching is not None else None,
-            "enable_model_warmup": self.enable_model_warmup,
-            "monitoring": self.monitoring,
-            "monitoring_path": self.monitoring_path,
-        }
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d.update(versions=list(self.versions), version_labels=dict(self.version_labels),
+                 batching=self.batching.to_dict() if self.batching is not None else None)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ServingConfig:
