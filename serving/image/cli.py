@@ -9,14 +9,15 @@ from pathlib import Path
 import click
 
 from serving.image import build, lock
+from tools.python.runpath import user_path
 
 
-def _workspace_path(p: str, env: str) -> Path:
-    """Resolves a user path against the directory Bazel was run from (or the cwd)."""
+def _workspace_file(p: str) -> Path:
+    """A repository file (the image lock): relative paths are against the workspace root."""
     path = Path(p)
     if path.is_absolute():
         return path
-    return Path(os.environ.get(env, os.getcwd())) / path
+    return Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY", os.getcwd())) / path
 
 
 @click.command()
@@ -72,7 +73,7 @@ def main(
     try:
         spec = build.ImageBuild(
             repository=repository,
-            model_dir=_workspace_path(model_dir, "BUILD_WORKING_DIRECTORY"),
+            model_dir=user_path(model_dir),
             model_name=model_name,
             tfs_version=tfs_version,
             cpu_opt=cpu_opt,
@@ -83,7 +84,7 @@ def main(
         )
         build.build_and_push(
             spec,
-            lock_path=_workspace_path(lock_file, "BUILD_WORKSPACE_DIRECTORY"),
+            lock_path=_workspace_file(lock_file),
             lock_name=lock_name,
             dry_run=dry_run,
             echo=click.echo,
