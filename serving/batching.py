@@ -197,8 +197,7 @@ class BatchScheduler:
                     t.future.set_exception(ApiError("INTERNAL", f"batch failed: {err}"))
         finally:
             self._busy -= 1
-            if not self._closed:
-                self._dispatch()
+            self._dispatch()
 
     def _padded_size(self, size: int) -> int:
         if not self.allowed:
@@ -219,13 +218,13 @@ class BatchScheduler:
         return merged
 
     async def close(self) -> None:
-        """Stops accepting tasks; batches already queued still run."""
+        """Stops accepting tasks; batches already queued run now, without waiting out their timeout."""
         self._closed = True
+        for queue in self._queues.values():
+            for batch in queue:
+                batch.closed = True
+        self._dispatch()
         while self._busy or self.queued_tasks():
-            if self._busy == 0:
-                self._closed = False
-                self._dispatch()
-                self._closed = True
             await asyncio.sleep(0.01)
         self._executor.shutdown(wait=True)
 
