@@ -161,7 +161,7 @@ class Servable:
             message = " ".join(line.strip() for line in text.splitlines() if line.strip())[:2000]
             raise ApiError("INVALID_ARGUMENT", message) from None
         except tf.errors.OpError as err:
-            raise ApiError(_OP_ERROR_CODES.get(type(err).__name__, "INTERNAL"), err.message) from None
+            raise ApiError(op_error_code(err), err.message) from None
         return {k: v.numpy() for k, v in result.items()}
 
     def warm_up(self, iterations: int = 1) -> int:
@@ -204,23 +204,14 @@ class Servable:
         return count
 
 
-_OP_ERROR_CODES = {
-    "CancelledError": "CANCELLED",
-    "UnknownError": "UNKNOWN",
-    "DeadlineExceededError": "DEADLINE_EXCEEDED",
-    "NotFoundError": "NOT_FOUND",
-    "AlreadyExistsError": "ALREADY_EXISTS",
-    "PermissionDeniedError": "PERMISSION_DENIED",
-    "ResourceExhaustedError": "RESOURCE_EXHAUSTED",
-    "FailedPreconditionError": "FAILED_PRECONDITION",
-    "AbortedError": "ABORTED",
-    "OutOfRangeError": "OUT_OF_RANGE",
-    "UnimplementedError": "UNIMPLEMENTED",
-    "InternalError": "INTERNAL",
-    "UnavailableError": "UNAVAILABLE",
-    "DataLossError": "DATA_LOSS",
-    "UnauthenticatedError": "UNAUTHENTICATED",
-}
+def op_error_code(err: Any) -> str:
+    """A TensorFlow OpError's canonical code name (RESOURCE_EXHAUSTED, ...), as TF Serving reports it."""
+    from tensorflow.core.lib.core import error_codes_pb2
+
+    try:
+        return error_codes_pb2.Code.Name(err.error_code)
+    except ValueError:  # a code this TF does not name
+        return "INTERNAL"
 
 
 class Model:
