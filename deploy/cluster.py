@@ -26,7 +26,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from deploy import render
 from deploy.spec import ClusterOptions, Config
-from deploy.target import DeployError, Target, predict_url, status_url
+from deploy.target import DeployError, Target, status_url
 
 FIELD_MANAGER = "servesweep"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
@@ -222,7 +222,7 @@ class ClusterBackend:
             "replicas": deployment["spec"].get("replicas", 1),
             "endpoint": "url" if self.endpoint.startswith("http") else self.endpoint,
         }
-        return Target(urls=(predict_url(base, model),), identity=identity, base_urls=(base,))
+        return Target(base_urls=(base,), model_name=model, identity=identity)
 
     def teardown(self) -> None:
         self._stop_forward()

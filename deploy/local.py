@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.spec import Config
-from deploy.target import DeployError, Target, predict_url
+from deploy.target import DeployError, Target
 
 
 def available_cpus() -> tuple[int, ...]:
@@ -101,7 +101,7 @@ class LocalBackend:
         identity["cpus"] = [list(s) for s in sets]  # one CPU set per replica
         model = config.serving.model_name
         bases = tuple(p.url for p in self._procs)
-        return Target(urls=tuple(predict_url(b, model) for b in bases), identity=identity, base_urls=bases)
+        return Target(base_urls=bases, model_name=model, identity=identity)
 
     def problems(self) -> list[str]:
         """Replicas of the running Config that have exited (e.g. killed or crashed) since deploy."""

@@ -17,19 +17,23 @@ class DeployError(RuntimeError):
 class Target:
     """Where to send load for one deployed Config.
 
-    ``urls`` are the REST predict URLs (``.../v1/models/<name>:predict``), one per
-    endpoint the load generator should spread requests over (one per replica locally,
-    the Service on a cluster); they go into run.json's "targets". ``identity`` is the
-    run.json "server" record (kind, version, argv, image_digest, ...).
+    ``base_urls`` are the endpoints the load generator should spread requests over (one
+    per replica locally, the Service on a cluster); ``urls``, their REST predict URLs
+    for ``model_name``, go into run.json's "targets". ``identity`` is the run.json
+    "server" record (kind, version, argv, image_digest, ...).
     """
 
-    urls: tuple[str, ...]
+    base_urls: tuple[str, ...]
+    model_name: str
     identity: Mapping[str, Any]
-    base_urls: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.urls:
+        if not self.base_urls:
             raise ValueError("a Target needs at least one URL")
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(predict_url(b, self.model_name) for b in self.base_urls)
 
 
 class Backend(Protocol):
