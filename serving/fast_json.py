@@ -16,18 +16,27 @@ Anything it cannot prove (other tokens, mixed integer/decimal literals, integers
 than 18 characters, non-finite decimals, nesting deeper than 64, a prefix that is not plain
 `"key": scalar` members, a duplicated key, ...) gives None: the caller parses the whole
 body exactly, so accepted bodies, errors and offsets are the exact parser's.
+
+When the array is the object's last member (the usual body), simdjson (C, SIMD) validates
+and converts it in one pass instead; the numpy checks are the path for the other bodies.
+Both prove the same things (a regular array of JSON numbers, all integer literals or all
+decimals), so which one ran never changes the result.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
 import re
+import threading
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import simdjson
 
 # Byte classes of the array text.
 _OTHER, _WS, _OPEN, _CLOSE, _COMMA, _DIGIT, _MINUS, _PLUS, _DOT, _EXP = range(10)
@@ -54,6 +63,9 @@ MAX_PREFIX = 4096  # bytes before the array; longer prefixes take the exact pars
 MAX_INT_CHARS = 18  # integer literals up to 18 characters fit int64 exactly
 MAX_RANK = 64  # deeper nesting takes the exact parser (Python's json has a recursion limit)
 _SEPARATORS = bytes.maketrans(b"[],", b"   ")
+_INTEGER_CHARS = b"0123456789-+ \t\n\r"  # deleted from an array's text: its skeleton and decimal marks are left
+_DECIMAL_MARKS = b".eE"
+_LOCAL = threading.local()  # one simdjson parser per thread (a parse invalidates the parser's last document)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -74,6 +86,15 @@ class NumericArray:
         return json.loads(self.text)
 
 
+@functools.lru_cache(maxsize=4)
+def _skeleton(shape: tuple[int, ...], open_: bytes, comma: bytes, close: bytes) -> bytes:
+    """A regular array's brackets and commas (numbers and whitespace left out)."""
+    out = open_ + comma * (shape[-1] - 1) + close
+    for size in reversed(shape[:-1]):
+        out = open_ + comma.join([out] * size) + close
+    return out
+
+
 def _scan(body: bytes) -> tuple[int, int, NumericArray] | None:
     """(start, end, parsed) of the member's array text body[start:end], or None."""
     found = _KEY_RE.search(body, 0, MAX_PREFIX)
@@ -84,6 +105,11 @@ def _scan(body: bytes) -> tuple[int, int, NumericArray] | None:
         return None
     key = prefix.group(1).decode()
     start = found.end() - 1
+    return _scan_last(body, start, key) or _scan_marks(body, start, key)
+
+
+def _scan_marks(body: bytes, start: int, key: str) -> tuple[int, int, NumericArray] | None:
+    """The array starting at body[start], wherever it ends, through vectorised numpy checks."""
     raw = np.frombuffer(body, np.uint8, offset=start)
     cls = np.frombuffer(body.translate(_CLASS_TABLE), np.uint8, offset=start)
     stop = np.flatnonzero(cls == _OTHER)
@@ -107,6 +133,52 @@ def _scan(body: bytes) -> tuple[int, int, NumericArray] | None:
     return start, start + end, parsed
 
 
+def _scan_last(body: bytes, start: int, key: str) -> tuple[int, int, NumericArray] | None:
+    """The array starting at body[start] when it is the last member (only `}` after it), through simdjson.
+
+    simdjson accepts exactly the JSON grammar (no NaN, no leading zeros, no trailing
+    commas, ...); a document that is one value from its first to its last byte is the whole
+    array. Deleting the number characters and whitespace leaves its skeleton, which must be
+    the regular one of its shape, with as many numbers as the shape has (a list of one
+    number and an empty one look alike); and every literal has a '.' or an exponent, or none.
+    """
+    end = body.rfind(b"]") + 1
+    if end <= start or body[end:].strip(b" \t\n\r") != b"}":
+        return None
+    text = body[start:end]
+    parser = getattr(_LOCAL, "parser", None)
+    if parser is None:
+        parser = _LOCAL.parser = simdjson.Parser()
+    try:
+        array = parser.parse(text)
+        shape = []
+        node = array
+        while isinstance(node, simdjson.Array):
+            if len(node) == 0 or len(shape) == MAX_RANK:
+                return None
+            shape.append(len(node))
+            node = node[0]
+        skeleton = text.translate(None, _INTEGER_CHARS)
+        regular = _skeleton(tuple(shape), b"[", b",", b"]")
+        decimals = 0
+        if skeleton != regular:
+            decimals = (skeleton.count(b".") + skeleton.count(b"e") + skeleton.count(b"E")
+                        - skeleton.count(b".e") - skeleton.count(b".E"))  # literals with a '.', an exponent or both
+            if not decimals or skeleton.translate(None, _DECIMAL_MARKS) != regular:
+                return None
+        if decimals == 0:
+            values = np.frombuffer(array.as_buffer(of_type="i"), np.int64)
+        elif decimals == math.prod(shape):
+            values = np.frombuffer(array.as_buffer(of_type="d"), np.float64)
+        else:
+            return None  # integer and decimal literals mixed
+    except (ValueError, TypeError, RuntimeError):  # not JSON, a literal beyond int64/float64, or not a number
+        return None
+    if values.size != math.prod(shape):
+        return None  # an empty list where the shape has one number ("[[1], []]" has a regular skeleton)
+    return start, end, NumericArray(key=key, shape=tuple(shape), values=values, text=text)
+
+
 def _numbers(cls, raw, where, marks, depth, key: str, text: bytes) -> NumericArray | None:
     """The array text's numbers, if it is a regular JSON array of JSON numbers (`where`: its marks' positions)."""
     # The shape from the first list at each depth: its marks span length[k], and in a regular
@@ -126,10 +198,7 @@ def _numbers(cls, raw, where, marks, depth, key: str, text: bytes) -> NumericArr
         shape.append(size)
     shape.append(int(np.argmax(marks[rank:] == _CLOSE)) + 1)  # commas before the first ']', plus one
     shape = tuple(shape)
-    expected = bytes([_OPEN]) + bytes([_COMMA]) * (shape[-1] - 1) + bytes([_CLOSE])
-    for size in reversed(shape[:-1]):
-        expected = bytes([_OPEN]) + bytes([_COMMA]).join([expected] * size) + bytes([_CLOSE])
-    if marks.tobytes() != expected:
+    if marks.tobytes() != _skeleton(shape, bytes([_OPEN]), bytes([_COMMA]), bytes([_CLOSE])):
         return None
     # Between two marks: one number after '[' or ',' and before ',' or ']', else nothing but
     # whitespace. The numbers are the runs of number characters.

@@ -110,8 +110,26 @@ def test_regular_pixel_arrays_take_the_fast_path(shape, data, key, sep):
     body = json.dumps({"signature_name": "serving_default", key: _build(shape, leaves)}, separators=sep).encode()
     dtypes = {"image": data.draw(st.sampled_from(["DT_FLOAT", "DT_DOUBLE", "DT_INT32", "DT_UINT8", "DT_INT64"]))}
     assert _fast_taken(body, dtypes)
+    assert _scanners(body)[0] is not None  # the last member: simdjson's path
     fast, exact = _outcome(body, dtypes, fast=True), _outcome(body, dtypes, fast=False)
     assert fast == exact and fast[0][0] == "ok"
+
+
+def _scanners(body: bytes):
+    """What each scanner makes of the body's array: (simdjson's, numpy's), each None or comparable."""
+    found = fast_json._KEY_RE.search(body, 0, fast_json.MAX_PREFIX)
+    if found is None or fast_json._PREFIX_RE.match(body, 0, found.end()) is None:
+        return None, None
+    key, start = fast_json._PREFIX_RE.match(body).group(1).decode(), found.end() - 1
+
+    def comparable(scanned):
+        if scanned is None:
+            return None
+        begin, end, parsed = scanned
+        values = parsed.values.astype(np.int64 if parsed.integers else np.float64)
+        return begin, end, parsed.key, parsed.shape, parsed.integers, values.tobytes(), parsed.text
+
+    return (comparable(fast_json._scan_last(body, start, key)), comparable(fast_json._scan_marks(body, start, key)))
 
 
 # --- generated number text and damaged bodies -----------------------------------------------
@@ -142,6 +160,19 @@ def test_damaged_bodies_agree_with_the_exact_parser(data, dtype):
     _same(bytes(body), {"x": dtype})
 
 
+@settings(max_examples=400, deadline=None, database=None)
+@given(body=bodies() | st.builds(lambda t: f'{{"instances": [{t}, [{t}]]}}'.encode(), number_text))
+def test_simdjson_and_numpy_scanners_agree(body):
+    last, marks = _scanners(body)
+    if last is not None and marks is None:  # numpy's limit: integer literals up to 18 characters
+        literals = last[6].translate(None, b"[]").split(b",")
+        assert last[4] and max(len(t.strip(b" \t\n\r-")) for t in literals) > fast_json.MAX_INT_CHARS
+    elif last is not None:
+        assert last == marks
+    elif marks is not None:
+        assert body[marks[1]:].strip(b" \t\n\r") != b"}"  # numpy's path only where the array is not last
+
+
 # --- cases written out ------------------------------------------------------------------------
 
 FALLBACK = [
@@ -155,6 +186,8 @@ FALLBACK = [
     b'{"instances": [,1]}',
     b'{"instances": [[1, 2.5]]}',  # int and decimal literals mixed
     b'{"instances": [[]]}',
+    b'{"instances": [[0], []]}',  # the skeleton of a regular [[0], [0]]
+    b'{"instances": [[[1]], [[]]]}',
     b'{"instances": []}',
     b'{"instances": [01]}',
     b'{"instances": [-01]}',
