@@ -217,10 +217,10 @@ class RestApi:
             version_number = _version(version)
             body = await self._read_body(request)
             if verb == "predict":
-                result = await self._predict(body, name, version_number, label)
+                payload = await self._predict(body, name, version_number, label)
             else:
-                result = self._classify_regress(body, name, version_number, label, verb)
-            response = _json_response(200, json_tensor.dumps(result))
+                payload = json_tensor.dumps(self._classify_regress(body, name, version_number, label, verb))
+            response = _json_response(200, payload)
         except ApiError as err:
             status = METRIC_STATUS.get(err.code, err.code)
             response = error_response(err)
@@ -237,13 +237,13 @@ class RestApi:
         signature.check_shapes(inputs.tensors)
         return servable, signature, inputs
 
-    async def _predict(self, body: bytes, name: str, version: int | None, label: str | None) -> dict[str, Any]:
+    async def _predict(self, body: bytes, name: str, version: int | None, label: str | None) -> bytes:
         doc = json_tensor.parse_body(body)
         servable, signature, inputs = self._prepare(doc, body, name, version, label)
         run_started = time.perf_counter()
         outputs = await self._run(servable, signature.name, inputs.tensors)
         self.metrics.runtime_latency.observe((time.perf_counter() - run_started) * 1e6, name, "Predict", "TF1")
-        return json_tensor.format_predict(outputs, inputs.row_format)
+        return json_tensor.predict_body(outputs, inputs.row_format)
 
     async def _run(self, servable: Servable, signature: str, tensors: Mapping[str, np.ndarray]) -> dict:
         scheduler = self._schedulers.get(servable.version)

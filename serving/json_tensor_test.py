@@ -85,6 +85,47 @@ def test_floats_are_written_at_float32_precision_with_nan_and_infinity():
     assert jt.dumps(out) == b'{"outputs":[0.1,1.0,NaN,-Infinity]}'
 
 
+def _random_output(draw, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Any bit pattern of the dtype (floats: NaN, infinities, subnormals, -0.0 included)."""
+    n = int(np.prod(shape))
+    if dtype == "object":
+        return np.array([draw(st.binary(max_size=4)) for _ in range(n)], dtype=object).reshape(shape)
+    itemsize = np.dtype(dtype).itemsize
+    raw = draw(st.binary(min_size=n * itemsize, max_size=n * itemsize))
+    return np.frombuffer(raw, dtype).reshape(shape).copy()
+
+
+def _canonical(body: bytes) -> str:
+    """The JSON values of a body (repr keeps -0.0, 1 vs 1.0; NaN and Infinity as their names)."""
+    return json.dumps(json.loads(body, parse_constant=str))
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(data=st.data(), row_format=st.booleans(), names=st.sampled_from([["y"], ["a", "b"], ["a", "b_bytes"]]),
+       batch=st.integers(1, 3), inner=st.sampled_from([(), (2,), (3, 1)]))
+def test_predict_body_has_the_json_values_of_the_exact_formatting(data, row_format, names, batch, inner):
+    dtypes = st.sampled_from(["float32", "float64", "float16", "int64", "int8", "uint64", "uint8", "bool", "object"])
+    outputs = {n: _random_output(data.draw, data.draw(dtypes), (batch, *inner)) for n in names}
+    if data.draw(st.booleans()):  # mostly finite floats, the usual outputs
+        outputs = {n: np.nan_to_num(a) if a.dtype.kind == "f" else a for n, a in outputs.items()}
+    assert _canonical(jt.predict_body(outputs, row_format)) == _canonical(jt.dumps(jt.format_predict(outputs,
+                                                                                                     row_format)))
+
+
+def test_predict_body_writes_finite_numeric_outputs_with_orjson(monkeypatch):
+    calls = []
+    real = jt.orjson.dumps
+    monkeypatch.setattr(jt.orjson, "dumps", lambda *a, **k: calls.append(1) or real(*a, **k))
+    probabilities = np.array([[0.1, 1e-5, 3.4028235e38]], np.float32)
+    assert json.loads(jt.predict_body({"p": probabilities}, True)) == {"predictions": [[0.1, 1e-5, 3.4028235e38]]}
+    assert json.loads(jt.predict_body({"p": probabilities[:, ::2], "c": np.array([7])}, False)) == {
+        "outputs": {"c": [7], "p": [[0.1, 3.4028235e38]]}}  # a strided view, ints beside
+    assert len(calls) == 2
+    assert jt.predict_body({"p": np.array([np.nan], np.float32)}, True) == b'{"predictions":[NaN]}'
+    assert jt.predict_body({"p": np.array([0.1], np.float16)}, True) == b'{"predictions":[0.1]}'
+    assert len(calls) == 2  # NaN and float16: the exact formatting
+
+
 def test_error_body_is_pretty_with_four_spaces():
     assert jt.error_body("boom") == b'{\n    "error": "boom"\n}'
 
