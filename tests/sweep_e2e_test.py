@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -22,7 +24,7 @@ from loadgen import sweep as sweep_mod
 from loadgen import sweep_cli
 from loadgen.warmup import WarmupOptions
 
-MODELS = Path("model/tiny_model")
+BAZEL_MODELS = Path("model/tiny_model")  # runfiles of //model:tiny_model
 
 SPEC = {
     "schema": "servesweep.sweep-spec/1",
@@ -40,6 +42,17 @@ SPEC = {
 
 
 @pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    """Models dir holding `tiny`: Bazel's export, or a fresh one outside Bazel (not in the source tree)."""
+    if (BAZEL_MODELS / "tiny" / "1" / "saved_model.pb").is_file():
+        return BAZEL_MODELS
+    out = tmp_path_factory.mktemp("models")
+    subprocess.run([sys.executable, "-m", "model.export", "--arch", "tiny", "--name", "tiny", "--out", str(out)],
+                   check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="module")
 def spec_path(tmp_path_factory) -> Path:
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs 2 usable CPUs (two replicas pinned to one CPU each)")
@@ -48,13 +61,13 @@ def spec_path(tmp_path_factory) -> Path:
     return path
 
 
-def _sweep(spec_path: Path, out: Path, *extra: str):
-    args = ["--sweep", str(spec_path), "--models", str(MODELS), "--out", str(out), "--payload", "b64", *extra]
+def _sweep(spec_path: Path, models: Path, out: Path, *extra: str):
+    args = ["--sweep", str(spec_path), "--models", str(models), "--out", str(out), "--payload", "b64", *extra]
     return CliRunner().invoke(sweep_cli.main, args, catch_exceptions=False)
 
 
-def test_sweep_writes_results_and_report_then_skips_on_rerun(spec_path, tmp_path):
-    first = _sweep(spec_path, tmp_path)
+def test_sweep_writes_results_and_report_then_skips_on_rerun(spec_path, models, tmp_path):
+    first = _sweep(spec_path, models, tmp_path)
     assert first.exit_code == 0, first.output
     (sweep_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("s-")]
     record = json.loads((sweep_dir / "sweep.json").read_text())
@@ -79,7 +92,7 @@ def test_sweep_writes_results_and_report_then_skips_on_rerun(spec_path, tmp_path
     recommendation = first.output.split("recommendation:", 1)[1]
     assert "onex1" in recommendation, first.output
 
-    second = _sweep(spec_path, tmp_path)
+    second = _sweep(spec_path, models, tmp_path)
     assert second.exit_code == 0, second.output
     assert "2 skipped" in second.output and "recommendation:" in second.output
 
@@ -98,11 +111,11 @@ def test_sweep_writes_results_and_report_then_skips_on_rerun(spec_path, tmp_path
     assert listed.exit_code == 0 and all(c["id"] in listed.output for c in record["configs"])
 
 
-def test_killed_replica_is_recorded_and_the_sweep_goes_on(spec_path, tmp_path):
+def test_killed_replica_is_recorded_and_the_sweep_goes_on(spec_path, models, tmp_path):
     sweep = load_sweep(spec_path)
     killed = []
 
-    with LocalBackend(model_base_path=MODELS / "tiny", workdir=tmp_path / "work") as backend:
+    with LocalBackend(model_base_path=models / "tiny", workdir=tmp_path / "work") as backend:
 
         def on_event(event: sweep_mod.Event) -> None:
             if event.index == 1 and event.progress is not None and event.progress.t_s >= 1 and not killed:
