@@ -153,10 +153,15 @@ def overlay_files(
     return out
 
 
-def _write_files(directory: Path, files: dict[str, str]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (directory / name).write_text(text)
+def _write_overlay(out_dir: Path, name: str, files: dict[str, str]) -> Path:
+    """out_dir/name holding exactly `files` (a previous rendering's files are removed)."""
+    overlay = out_dir / name
+    if overlay.exists():
+        shutil.rmtree(overlay)
+    overlay.mkdir(parents=True)
+    for file_name, text in files.items():
+        (overlay / file_name).write_text(text)
+    return overlay
 
 
 def write_base(out_dir: Path) -> Path:
@@ -174,11 +179,7 @@ def render_config(
     out_dir = Path(out_dir)
     files = overlay_files(config, options=options, allow_tags=allow_tags, note=note)
     write_base(out_dir)
-    overlay = out_dir / config.name
-    if overlay.exists():
-        shutil.rmtree(overlay)
-    _write_files(overlay, files)
-    return overlay
+    return _write_overlay(out_dir, config.name, files)
 
 
 def render_sweep(sweep: Sweep, out_dir: Path, *, allow_tags: bool = False) -> dict[str, Path]:
@@ -195,13 +196,7 @@ def render_sweep(sweep: Sweep, out_dir: Path, *, allow_tags: bool = False) -> di
     }
     out_dir = Path(out_dir)
     write_base(out_dir)
-    dirs = {}
-    for c in sweep.configs:
-        overlay = out_dir / c.name
-        if overlay.exists():
-            shutil.rmtree(overlay)
-        _write_files(overlay, rendered[c.id])
-        dirs[c.id] = overlay
+    dirs = {c.id: _write_overlay(out_dir, c.name, rendered[c.id]) for c in sweep.configs}
     index = {
         "schema": "servesweep.render/1",
         "sweep": sweep.name,

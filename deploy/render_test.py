@@ -69,6 +69,11 @@ def test_same_spec_renders_byte_identical(lock_file, tmp_path):
     render.render_sweep(_seed(lock_file), tmp_path / "a")
     render.render_sweep(_seed(lock_file), tmp_path / "b")
     assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
+    # rendering again over an earlier rendering leaves no stale file in an overlay
+    overlay = next(p for p in (tmp_path / "a").iterdir() if p.is_dir() and p.name != "base")
+    (overlay / "service-patch.yaml.old").write_text("stale")
+    render.render_sweep(_seed(lock_file), tmp_path / "a")
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
 
 
 @needs_kubectl
