@@ -4,6 +4,8 @@ Same SavedModel, same intra/inter-op threads, same batch size, in the same run: 
 ratio server / in-process is the server's overhead (HTTP, JSON, batching). Measured one
 after the other, never at the same time, alternating in --rounds slices per point (a
 shared machine's speed drifts by 10-20% over minutes); the ratio is the rounds' median.
+Each slice's rate runs from its first to its last completion event (`rate`), and a slice
+during which other processes used the CPUs is measured again (`quiet`, --attempts).
 Payloads: `b64` (a JPEG through `serving_bytes`, decoding inside the model on both sides)
 and `tensor` (the seed's pixels as a JSON array through `serving_default`; parsing that
 JSON is the REST API's cost).
@@ -15,6 +17,7 @@ batch_timeout_micros (each request one image, 2 x max_batch_size concurrent clie
 Serving's batching guide advises).
 
   bazel run //bench/serving:bench -- [--model-dir DIR] [--threads 2] [--seconds 12] [--rounds 3]
+                                     [--attempts 3] [--payloads b64,tensor]
 """
 
 from __future__ import annotations
