@@ -48,8 +48,7 @@ class EngineStats:
     scheduler: dict  # how sends were timed: run.json's "scheduler" (see scheduler_record)
 
 
-def scheduler_record(send_timing: str, spin: int = 0, timer: int = 0, due: int = 0,
-                     spin_s: float = 0.0) -> dict:
+def scheduler_record(send_timing: str, spin: int, timer: int, due: int, spin_s: float) -> dict:
     """run.json's "scheduler": the timing mode and how each send was timed.
 
     ``spin``: woke early and spun to the send time (microsecond accuracy); ``timer``: sent
@@ -63,7 +62,7 @@ def scheduler_record(send_timing: str, spin: int = 0, timer: int = 0, due: int =
 
 def merge_scheduler(records: list[dict]) -> dict:
     """Several workers' scheduler records as one (counts and spin time summed)."""
-    sends = {k: sum(r["sends"][k] for r in records) for k in ("spin", "timer", "due")}
+    sends = {k: sum(r["sends"][k] for r in records) for k in records[0]["sends"]}
     return scheduler_record(records[0]["send_timing"], spin_s=sum(r["spin_s"] for r in records),
                             **sends)
 
@@ -199,11 +198,12 @@ class Engine:
                         lead = SPIN_S if spin else 0.0
                         if intended - now > lead:
                             await sleep(intended - now - lead)
-                        spin_from = clock()
+                        now = spin_from = clock()
                         # spin; with the timer alone this only covers its rounding to 1 ms
                         # (a send never leaves early)
-                        while (now := clock()) < intended:
+                        while now < intended:
                             await sleep(0)
+                            now = clock()
                         if stop.is_set():
                             return
                         if spin:
