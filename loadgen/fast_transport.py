@@ -80,6 +80,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         done = self.done
         self.done = None
+        self.first = None  # an idle connection holds no response data (up to 256 KiB a chunk)
         status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
         if self.paused:
@@ -190,7 +191,7 @@ class FastTransport:
 
     def _write(self, conn: _Connection, done) -> None:
         conn.done = done
-        conn.first = None
+        conn.first = None  # (data an idle connection got unasked is not this response's head)
         conn.deadline = self.loop.time() + self.timeout_s
         self.busy.add(conn)
         try:
