@@ -8,7 +8,7 @@ import click
 
 from loadgen import run as run_mod
 from loadgen import schedule, transport
-from loadgen.engine import SEND_TIMINGS
+from loadgen.engine import SEND_TIMINGS, SPIN_BUDGET, SPIN_S
 from loadgen.payload import PayloadError
 from loadgen.run import OptionsError, Progress, RunOptions
 from loadgen.schedule import Profile, ScheduleError
@@ -90,8 +90,9 @@ def format_summary(record: dict, out_dir: str) -> str:
               "it can, else aiohttp.")
 @click.option("--send-timing", type=click.Choice(SEND_TIMINGS), default="auto",
               show_default=True,
-              help="spin: sleep to 1.5 ms before each send, then spin (µs send accuracy, "
-              "burns CPU); sleep: timer only (~1 ms); auto: spin up to 25% of each second.")
+              help=f"spin: sleep to {SPIN_S * 1e3:g} ms before each send, then spin (µs send "
+              f"accuracy, burns CPU); sleep: timer only (~1 ms); auto: spin up to {SPIN_BUDGET:.0%} "
+              "of each second.")
 @click.option("--loop", "loop_kind", type=click.Choice(run_mod.LOOPS), default="uvloop",
               show_default=True)
 @click.option("--warmup", "warmup_text", default="0s", show_default=True,
@@ -141,7 +142,7 @@ def main(targets, profile, rate, users, spawn_rate, per_user_rps, steps_text, du
             click.echo(format_progress(p), err=True)
 
     try:
-        result = run_mod.run(options, str(user_path(out_dir)), on_progress=show)
+        result = run_mod.run(options, str(user_path(out_dir)), on_progress=show, choice=choice)
     except PayloadError as e:  # raised before anything is sent or written
         raise click.UsageError(str(e)) from None
     except OSError as e:

@@ -140,14 +140,16 @@ def default_server_identity() -> dict:
 
 def run(options: RunOptions, out_dir: str, *, config_record: dict | None = None,
         server_identity: dict | None = None,
-        on_progress: Callable[[Progress], None] | None = None) -> RunResult:
+        on_progress: Callable[[Progress], None] | None = None,
+        choice: transport_mod.Choice | None = None) -> RunResult:
     """Measure one target with ``options``; write results into ``out_dir``.
 
     Ctrl-C (SIGINT) or SIGTERM during the run ends it cleanly: the files are complete
     and run.json says ``"complete": false``. Raises OptionsError / PayloadError for bad
-    input before anything is sent.
+    input before anything is sent. ``choice``: ``choose_transport(options)``, if the caller
+    has it already.
     """
-    choice = choose_transport(options)
+    choice = choice or choose_transport(options)
     body = payload_mod.load(options.payload)
     header = {"config": config_record, "server": server_identity or default_server_identity(),
               "profile": options.profile.to_dict(), "payload": body.record(),
