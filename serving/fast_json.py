@@ -57,6 +57,7 @@ _PREFIX_RE = re.compile(
     + rb"(?:" + _STRING_RE + rb"|[-+.0-9eE]+|true|false|null)" + _WS_RE + rb"," + _WS_RE + rb")*"
     + rb'"(instances|inputs)"' + _WS_RE + rb":" + _WS_RE + rb"\["
 )
+_FIRST_NUMBER_RE = re.compile(rb"[\[ \t\n\r]*[-0-9]")  # an array whose first leaf may be a number
 _KEY_RE = re.compile(rb'"(?:instances|inputs)"' + _WS_RE + rb":" + _WS_RE + rb"\[")
 MAX_PREFIX = 4096  # bytes before the array; longer prefixes take the exact parser
 MAX_INT_CHARS = 18  # integer literals up to 18 characters fit int64 exactly
@@ -103,7 +104,12 @@ def _scan(body: bytes) -> tuple[int, int, NumericArray] | None:
         return None
     key = prefix.group(1).decode()
     start = found.end() - 1
-    return _scan_last(body, start, key) or _scan_marks(body, start, key)
+    if not _FIRST_NUMBER_RE.match(body, start):
+        return None  # its first leaf is no number (b64 objects, strings, ...): neither scanner takes it
+    end = body.rfind(b"]") + 1
+    if body[end:].strip(b" \t\n\r") == b"}":  # the last member: what simdjson refuses, numpy refuses too
+        return _scan_last(body, start, key)
+    return _scan_marks(body, start, key)
 
 
 def _scan_marks(body: bytes, start: int, key: str) -> tuple[int, int, NumericArray] | None:
@@ -148,15 +154,16 @@ def _scan_last(body: bytes, start: int, key: str) -> tuple[int, int, NumericArra
         # A parser per body: a kept one holds its largest document's buffers (0.8 GB after a
         # 60 MB body); making one costs nothing measurable beside the parse.
         array = simdjson.Parser().parse(text)
-        shape = []
+        dims = []
         node = array
         while isinstance(node, simdjson.Array):
-            if len(node) == 0 or len(shape) == MAX_RANK:
+            if len(node) == 0 or len(dims) == MAX_RANK:
                 return None
-            shape.append(len(node))
+            dims.append(len(node))
             node = node[0]
+        shape, count = tuple(dims), math.prod(dims)
         skeleton = text.translate(None, _INTEGER_CHARS)
-        regular = _skeleton(tuple(shape), b"[", b",", b"]")
+        regular = _skeleton(shape, b"[", b",", b"]")
         decimals = 0
         if skeleton != regular:
             decimals = (skeleton.count(b".") + skeleton.count(b"e") + skeleton.count(b"E")
@@ -165,15 +172,15 @@ def _scan_last(body: bytes, start: int, key: str) -> tuple[int, int, NumericArra
                 return None
         if decimals == 0:
             values = np.frombuffer(array.as_buffer(of_type="i"), np.int64)
-        elif decimals == math.prod(shape):
+        elif decimals == count:
             values = np.frombuffer(array.as_buffer(of_type="d"), np.float64)
         else:
             return None  # integer and decimal literals mixed
     except (ValueError, TypeError, RuntimeError):  # not JSON, a literal beyond int64/float64, or not a number
         return None
-    if values.size != math.prod(shape):
+    if values.size != count:
         return None  # an empty list where the shape has one number ("[[1], []]" has a regular skeleton)
-    return start, end, NumericArray(key=key, shape=tuple(shape), values=values, text=text)
+    return start, end, NumericArray(key=key, shape=shape, values=values, text=text)
 
 
 def _numbers(cls, raw, where, marks, depth, key: str, text: bytes) -> NumericArray | None:
