@@ -16,7 +16,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from aiohttp import web
@@ -216,11 +216,9 @@ class RestApi:
         try:
             version_number = _version(version)
             body = await self._read_body(request)
-            if verb == "predict":
-                payload = await self._predict(body, name, version_number, label)
-            else:
-                payload = json_tensor.dumps(self._classify_regress(body, name, version_number, label, verb))
-            response = _json_response(200, payload)
+            if verb != "predict":
+                self._classify_regress(body, name, version_number, label, verb)  # always an ApiError
+            response = _json_response(200, await self._predict(body, name, version_number, label))
         except ApiError as err:
             status = METRIC_STATUS.get(err.code, err.code)
             response = error_response(err)
@@ -259,7 +257,7 @@ class RestApi:
 
     def _classify_regress(
         self, body: bytes, name: str, version: int | None, label: str | None, verb: str
-    ) -> dict[str, Any]:
+    ) -> NoReturn:
         doc = json_tensor.parse_body(body)
         sig_name = json_tensor.signature_name(doc) or "serving_default"
         _check_examples(doc)

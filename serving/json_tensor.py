@@ -561,7 +561,7 @@ def _orjson_writes_exactly(arr: np.ndarray) -> bool:
     if arr.ndim == 0:
         return False
     if arr.dtype.kind in "iub":
-        return arr.dtype.itemsize <= 8
+        return True
     return arr.dtype in (np.float32, np.float64) and bool(np.isfinite(arr).all())
 
 
