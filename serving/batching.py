@@ -132,7 +132,8 @@ class BatchScheduler:
         return sum(len(b.tasks) for q in self._queues.values() for b in q)
 
     def _ready(self, batch: _Batch, now: float) -> bool:
-        return batch.closed or now - batch.opened >= self.timeout_s
+        """Full, timed out, or the scheduler is closing (queued batches no longer wait)."""
+        return batch.closed or self._closed or now - batch.opened >= self.timeout_s
 
     def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -220,9 +221,6 @@ class BatchScheduler:
     async def close(self) -> None:
         """Stops accepting tasks; batches already queued run now, without waiting out their timeout."""
         self._closed = True
-        for queue in self._queues.values():
-            for batch in queue:
-                batch.closed = True
         self._dispatch()
         while self._busy or self.queued_tasks():
             await asyncio.sleep(0.01)
