@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import click
 
@@ -227,33 +228,45 @@ def _serve(*args):
     return asyncio.run(_closed_loop(*args))
 
 
+class Point(NamedTuple):
+    """One server point's figures (see _point)."""
+
+    rate: float  # server images/s (mean of the rounds)
+    p50: float
+    p99: float
+    ref: float  # in-process images/s
+    ref_p50: float
+    errors: dict
+    ratios: list[float]  # per round, server / in-process
+    others: float  # the most CPUs other processes used during a kept slice
+    tries: int  # slices measured
+
+
 def _point(direct: InProcess, kind: str, batch: int, callers: int, url: str, body: bytes, clients: int,
-           per_request: int, seconds: float, rounds: int, server_pid: int, attempts: int):
+           per_request: int, seconds: float, rounds: int, server_pid: int, attempts: int) -> Point:
     """One server point: `rounds` alternations of in-process TF then the server, seconds/rounds each
     (the shared machine's speed drifts over minutes; a ratio within one round sees the same machine).
-    A slice during which other processes used the CPUs is measured again (see `quiet`).
-    Returns (server img/s, p50, p99, in-process img/s, in-process p50, errors, per-round ratios,
-    others' CPUs: the highest of the kept slices, slices measured)."""
+    A slice during which other processes used the CPUs is measured again (see `quiet`)."""
     slice_s = seconds / rounds
     server_rates, direct_rates, direct_p50s, ratios, latencies, errors = [], [], [], [], [], {}
     others, tries = 0.0, 0
     for i in range(rounds):
         (ip_rate, ip_p50, _), ip_others, ip_tries = quiet(
             lambda: direct.measure(kind, batch, slice_s, callers), [], attempts)
-        (rate, lat, errs), server_others, server_tries = quiet(
+        (server_rate, lat, errs), server_others, server_tries = quiet(
             functools.partial(_serve, url, body, clients, per_request, slice_s, 3.0 if i == 0 else 1.0),
             [server_pid], attempts)
         others, tries = max(others, ip_others, server_others), tries + ip_tries + server_tries
-        server_rates.append(rate)
+        server_rates.append(server_rate)
         direct_rates.append(ip_rate)
         direct_p50s.append(ip_p50)
-        ratios.append(rate / ip_rate)
+        ratios.append(server_rate / ip_rate)
         latencies += lat
         for status, n in errs.items():
             errors[status] = errors.get(status, 0) + n
     p50, p99 = _percentiles(latencies) if latencies else (float("nan"), float("nan"))
-    return (statistics.mean(server_rates), p50, p99, statistics.mean(direct_rates),
-            statistics.median(direct_p50s), errors, ratios, others, tries)
+    return Point(statistics.mean(server_rates), p50, p99, statistics.mean(direct_rates),
+                 statistics.median(direct_p50s), errors, ratios, others, tries)
 
 
 def measure(model_dir: Path, payloads, direct: InProcess, threads: int, batches: list[int], seconds: float,
@@ -276,17 +289,16 @@ def measure(model_dir: Path, payloads, direct: InProcess, threads: int, batches:
                     shapes = [(b, b, c, c) for b in batches for c in (1, 2)]
                 else:
                     shapes = [(params.max_batch_size, 1, 2 * params.max_batch_size,
-                               params.effective_num_batch_threads(os.cpu_count() or 1))]
+                               params.effective_num_batch_threads(len(os.sched_getaffinity(0))))]
                 for batch, per_request, clients, callers in shapes:
                     doc = {"signature_name": signature, "instances": [instance] * per_request}
                     body = json.dumps(doc, separators=(",", ":")).encode()
-                    rows.append((label, kind, batch, clients, callers, len(body), *_point(
-                        direct, kind, batch, callers, url, body, clients, per_request, seconds, rounds,
-                        server.pid, attempts)))
-                    r = rows[-1]
+                    point = _point(direct, kind, batch, callers, url, body, clients, per_request, seconds,
+                                   rounds, server.pid, attempts)
+                    rows.append((label, kind, batch, clients, callers, len(body), point))
                     click.echo(f"  {label:16s} {kind:6s} batch {batch:2d} clients {clients:2d}: server "
-                               f"{r[6]:6.1f} img/s, in-process ({callers} callers) {r[9]:6.1f} img/s, ratio per "
-                               f"round {' '.join(f'{x:.2f}' for x in r[12])}", err=True)
+                               f"{point.rate:6.1f} img/s, in-process ({callers} callers) {point.ref:6.1f} img/s, "
+                               f"ratio per round {' '.join(f'{x:.2f}' for x in point.ratios)}", err=True)
     return rows
 
 
@@ -316,18 +328,18 @@ def main(model_dir, threads, seconds, batches, kinds, rounds, attempts) -> None:
         gc.freeze()  # TF's objects would slow every collection of the HTTP client in this process
         rows = measure(base, payloads, direct, threads, batch_sizes, seconds, Path(tmp) / "work", rounds, attempts)
 
-    click.echo(f"\nResNet50, {threads} intra/inter-op threads, {os.cpu_count()} CPUs, {seconds:.0f} s per point in "
+    cpus = len(os.sched_getaffinity(0))
+    click.echo(f"\nResNet50, {threads} intra/inter-op threads, {cpus} CPUs, {seconds:.0f} s per point in "
                f"{rounds} rounds alternating with in-process TF (same batch size; callers = concurrent calls); "
                "ratio = median of the rounds' server/in-process ratios; others = the most CPUs other processes "
                f"used during a kept slice (slices above {QUIET_CPUS} were measured again, up to {attempts} tries)")
     click.echo(f"{'server':16s} {'payload':7s} {'batch':>5s} {'clients':>7s} {'callers':>7s} {'body':>8s} "
                f"{'img/s':>7s} {'p50 ms':>7s} {'p99 ms':>7s} {'in-proc':>7s} {'ip p50':>7s} {'ratio':>6s} {'min':>5s}"
                f" {'others':>6s} {'slices':>6s}  errors")
-    for (label, kind, batch, clients, callers, size, rate, p50, p99, ref, ref_p50, errors, ratios, others,
-         tries) in rows:
-        click.echo(f"{label:16s} {kind:7s} {batch:5d} {clients:7d} {callers:7d} {size:8d} {rate:7.1f} {p50:7.1f} "
-                   f"{p99:7.1f} {ref:7.1f} {ref_p50:7.1f} {statistics.median(ratios):6.2f} {min(ratios):5.2f} "
-                   f"{others:6.2f} {tries:6d}  {errors or ''}")
+    for label, kind, batch, clients, callers, size, p in rows:
+        click.echo(f"{label:16s} {kind:7s} {batch:5d} {clients:7d} {callers:7d} {size:8d} {p.rate:7.1f} "
+                   f"{p.p50:7.1f} {p.p99:7.1f} {p.ref:7.1f} {p.ref_p50:7.1f} {statistics.median(p.ratios):6.2f} "
+                   f"{min(p.ratios):5.2f} {p.others:6.2f} {p.tries:6d}  {p.errors or ''}")
 
 
 if __name__ == "__main__":
