@@ -17,18 +17,20 @@ from collections.abc import Callable
 
 import numpy as np
 
-from loadgen import schedule
+from loadgen import schedule, timekeeping
 from loadgen.recorder import Interval, Recorder
 from loadgen.schedule import Profile
 from loadgen.transport import Transport
 
-SEND_TIMINGS = ("auto", "spin", "sleep")
+SEND_TIMINGS = ("auto", "precise", "spin", "sleep")
 SPIN_S = 0.0015  # spin: sleep on the timer until this close to a send, then yield-spin
-SPIN_BUDGET = 0.25  # auto: spin at most this share of each second, then sleep only
+SPIN_BUDGET = 0.25  # auto without a precise timer: spin at most this share of each second
+PRECISE_MIN_S = 0.00005  # precise: a gap shorter than this is yield-spun, not slept
 BURST = 32  # sends in a row without yielding while catching up
 LATE_ABORT_S = 1.0  # stop sending when this far past the schedule's end
 STOP_GRACE_S = 2.0  # how long a stopped run waits for in-flight requests
 ABSORB_S = 0.1  # how often buffered latencies move into the histograms
+SEND_KINDS = ("precise", "spin", "timer", "due")  # how a send was timed (scheduler_record)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +40,7 @@ class EngineSettings:
     worker_index: int = 0
     workers: int = 1
     send_timing: str = "auto"  # see SEND_TIMINGS and docs/results-format.md ("scheduler")
+    priority: str = "auto"  # the sending thread's scheduling class (timekeeping.PRIORITIES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,23 +51,34 @@ class EngineStats:
     scheduler: dict  # how sends were timed: run.json's "scheduler" (see scheduler_record)
 
 
-def scheduler_record(send_timing: str, spin: int, timer: int, due: int, spin_s: float) -> dict:
-    """run.json's "scheduler": the timing mode and how each send was timed.
+def scheduler_record(send_timing: str, *, timer: str, priority: str, sends: dict,
+                     spin_s: float) -> dict:
+    """run.json's "scheduler": the timing mode asked for, what timed the sends, the
+    sending thread's scheduling class, and how each send was timed.
 
-    ``spin``: woke early and spun to the send time (microsecond accuracy); ``timer``: sent
-    when the event loop's timer fired (~1 ms resolution); ``due``: already due when the
-    dispatcher reached it (bursts, or catching up). ``spin_s``: wall time spent spinning.
+    ``sends``: ``precise`` woke on a timerfd at the send time (µs accuracy, no spinning);
+    ``spin`` woke early and spun to the send time; ``timer``: sent when the event loop's
+    timer fired (~1 ms resolution); ``due``: already due when the dispatcher reached it
+    (bursts, or catching up). ``spin_s``: wall time spent spinning.
     """
-    return {"send_timing": send_timing, "spin_window_ms": SPIN_S * 1000,
-            "spin_budget": SPIN_BUDGET if send_timing == "auto" else None,
-            "sends": {"spin": spin, "timer": timer, "due": due}, "spin_s": round(spin_s, 3)}
+    return {"send_timing": send_timing, "timer": timer, "priority": priority,
+            "spin_window_ms": SPIN_S * 1000,
+            "spin_budget": SPIN_BUDGET if send_timing == "auto" and timer != "timerfd" else None,
+            "sends": {k: int(sends.get(k, 0)) for k in SEND_KINDS}, "spin_s": round(spin_s, 3)}
 
 
 def merge_scheduler(records: list[dict]) -> dict:
-    """Several workers' scheduler records as one (counts and spin time summed)."""
-    sends = {k: sum(r["sends"][k] for r in records) for k in records[0]["sends"]}
-    return scheduler_record(records[0]["send_timing"], spin_s=sum(r["spin_s"] for r in records),
-                            **sends)
+    """Several workers' scheduler records as one (counts and spin time summed; the
+    timer and priority of the first, with the others' when they differ)."""
+    first = records[0]
+
+    def joined(key: str) -> str:
+        return " / ".join(dict.fromkeys(r[key] for r in records))
+
+    return scheduler_record(first["send_timing"], timer=joined("timer"),
+                            priority=joined("priority"),
+                            sends={k: sum(r["sends"][k] for r in records) for k in SEND_KINDS},
+                            spin_s=sum(r["spin_s"] for r in records))
 
 
 class Engine:
@@ -75,6 +89,8 @@ class Engine:
             raise ValueError("max_in_flight must be >= 1")
         if settings.send_timing not in SEND_TIMINGS:
             raise ValueError(f"send_timing must be one of {', '.join(SEND_TIMINGS)}")
+        if settings.priority not in timekeeping.PRIORITIES:
+            raise ValueError(f"priority must be one of {', '.join(timekeeping.PRIORITIES)}")
         self.profile = profile
         self.transport = transport
         self.settings = settings
@@ -85,7 +101,9 @@ class Engine:
         self._tasks: set[asyncio.Task] = set()
         self._next_t = 1
         self._dispatched = 0  # arrivals past the timing step: sent or dropped
-        self._sends = (0, 0, 0.0)  # (spun, timer-only, seconds spinning); the rest were due
+        self._sends: dict = {}  # SEND_KINDS -> count, and "spin_s"
+        self._timer_kind = "event loop"
+        self._priority = "normal"
         self._opened = False
         # the schedule's arrivals per second, counted up front (exact whatever happens)
         for offsets, _ in self._mine():
@@ -100,18 +118,35 @@ class Engine:
             await self.transport.open()
 
     async def run(self, t0: float, stop: asyncio.Event | None = None) -> EngineStats:
-        """Run the schedule with origin ``t0`` (a ``clock()`` value) until done or ``stop``."""
+        """Run the schedule with origin ``t0`` (a ``clock()`` value) until done or ``stop``.
+
+        With ``precise`` timing (``auto`` where a timerfd exists) the calling thread runs
+        the dispatch raised to real-time priority (``settings.priority``), restored after.
+        """
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         await self.open()
+        timer = None
+        if self.settings.send_timing in ("auto", "precise"):
+            timer = timekeeping.PreciseTimer.open(loop)
+            if timer is None and self.settings.send_timing == "precise":
+                raise RuntimeError("precise send timing needs Linux's timerfd, not available "
+                                   "here: use --send-timing auto, spin or sleep")
+        self._timer_kind = "timerfd" if timer is not None else "event loop"
+        # a thread that spins must not be real-time: it would starve its CPU's other processes
+        priority, note = self.settings.priority, None
+        if timer is None and priority != "normal":
+            priority, note = "normal", "normal (the send timing spins, so never real-time)"
         ticker = loop.create_task(self._tick(t0))
         stopper = loop.create_task(stop.wait())
         try:
-            dispatcher = loop.create_task(self._dispatch(t0, stop))
-            await asyncio.wait({dispatcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if not dispatcher.done():
-                dispatcher.cancel()
-            await asyncio.gather(dispatcher, return_exceptions=True)
+            with timekeeping.scheduling(priority) as got:
+                self._priority = note or got
+                dispatcher = loop.create_task(self._dispatch(t0, stop, timer))
+                await asyncio.wait({dispatcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if not dispatcher.done():
+                    dispatcher.cancel()
+                await asyncio.gather(dispatcher, return_exceptions=True)
             if stop.is_set():
                 self._forget_scheduled_after(self.clock() - t0)
             await self._drain(stop)
@@ -119,18 +154,22 @@ class Engine:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
+            if timer is not None:
+                timer.close()
             for task in (ticker, stopper):
                 task.cancel()
             await asyncio.gather(ticker, stopper, return_exceptions=True)
             await self.transport.close()  # callbacks still pending end as "cancelled"
         elapsed = self.clock() - t0
         self.sink(self.recorder.take_interval(self._next_t, in_flight=self.in_flight))
-        spun, timed, spin_s = self._sends
+        sends = dict(self._sends)
+        spin_s = sends.pop("spin_s", 0.0)
+        sends["due"] = self._dispatched - sum(sends.values())
         return EngineStats(elapsed_s=elapsed, stopped_early=stop.is_set(),
                            unsent=self.scheduled_total - self._dispatched,
                            scheduler=scheduler_record(
-                               self.settings.send_timing, spun, timed,
-                               self._dispatched - spun - timed, spin_s))
+                               self.settings.send_timing, timer=self._timer_kind,
+                               priority=self._priority, sends=sends, spin_s=spin_s))
 
     async def _drain(self, stop: asyncio.Event) -> None:
         """Wait for in-flight requests (bounded by the transport's timeout); once
@@ -172,7 +211,8 @@ class Engine:
             if chunk.size:
                 yield chunk, idx % s.n_targets
 
-    async def _dispatch(self, t0: float, stop: asyncio.Event) -> None:
+    async def _dispatch(self, t0: float, stop: asyncio.Event,
+                        timer: timekeeping.PreciseTimer | None) -> None:
         clock, rec = self.clock, self.recorder
         max_in_flight = self.settings.max_in_flight
         loop = asyncio.get_running_loop()
@@ -183,7 +223,7 @@ class Engine:
         timing = self.settings.send_timing
         budget = SPIN_BUDGET if timing == "auto" else (0.0 if timing == "sleep" else float("inf"))
         window_end, window_spin = t0, 0.0  # auto: spin time within the current second
-        burst = dispatched = spun = timed = 0
+        burst = dispatched = spun = timed = precise = 0
         spin_s = 0.0
         try:
             for offsets, targets in self._mine():
@@ -192,26 +232,37 @@ class Engine:
                     now = clock()
                     if intended > now:
                         burst = 0
-                        if now >= window_end:
-                            window_end, window_spin = now + 1.0, 0.0
-                        spin = window_spin < budget
-                        lead = SPIN_S if spin else 0.0
-                        if intended - now > lead:
-                            await sleep(intended - now - lead)
-                        now = spin_from = clock()
-                        # spin; with the timer alone this only covers its rounding to 1 ms
-                        # (a send never leaves early)
-                        while now < intended:
-                            await sleep(0)
-                            now = clock()
-                        if stop.is_set():
-                            return
-                        if spin:
-                            window_spin += now - spin_from
-                            spin_s += now - spin_from
-                            spun += 1
+                        if timer is not None:
+                            if intended - now > PRECISE_MIN_S:
+                                await timer.wait_until(intended)
+                                now = clock()
+                            while now < intended:  # a few µs at most: a send never leaves early
+                                await sleep(0)
+                                now = clock()
+                            if stop.is_set():
+                                return
+                            precise += 1
                         else:
-                            timed += 1
+                            if now >= window_end:
+                                window_end, window_spin = now + 1.0, 0.0
+                            spin = window_spin < budget
+                            lead = SPIN_S if spin else 0.0
+                            if intended - now > lead:
+                                await sleep(intended - now - lead)
+                            now = spin_from = clock()
+                            # spin; with the timer alone this only covers its rounding to
+                            # 1 ms (a send never leaves early)
+                            while now < intended:
+                                await sleep(0)
+                                now = clock()
+                            if stop.is_set():
+                                return
+                            if spin:
+                                window_spin += now - spin_from
+                                spin_s += now - spin_from
+                                spun += 1
+                            else:
+                                timed += 1
                     elif now > give_up:
                         return
                     else:
@@ -236,7 +287,7 @@ class Engine:
                     task.add_done_callback(self._tasks.discard)
         finally:  # also when cancelled: run() reports these
             self._dispatched = dispatched
-            self._sends = (spun, timed, spin_s)
+            self._sends = {"precise": precise, "spin": spun, "timer": timed, "spin_s": spin_s}
 
     def _forget_scheduled_after(self, offset: float) -> None:
         """A stopped run: only arrivals before the stop count as scheduled."""

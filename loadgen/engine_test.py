@@ -142,7 +142,7 @@ def test_rejects_bad_ceiling(bad):
                EngineSettings(max_in_flight=bad, n_targets=1), print)
 
 
-@pytest.mark.parametrize("timing", ["spin", "sleep", "auto"])
+@pytest.mark.parametrize("timing", ["precise", "spin", "sleep", "auto"])
 def test_send_timing_is_recorded_and_never_sends_early(timing):
     fake = FakeTransport(lambda target, n: (0.0, 200))
     stats, _, total, _ = _run(Profile(kind="constant", rate=100.0, duration_s=1.0), fake,
@@ -150,17 +150,20 @@ def test_send_timing_is_recorded_and_never_sends_early(timing):
     sched = stats.scheduler
     assert sched["send_timing"] == timing
     sends = sched["sends"]
-    assert sends["spin"] + sends["timer"] + sends["due"] == total.sent == 100
-    if timing == "sleep":
-        assert sends["spin"] == 0 and sched["spin_s"] == 0.0 and sched["spin_budget"] is None
-    elif timing == "spin":
-        assert sends["timer"] == 0 and sends["spin"] > 0
-    else:  # 10 ms apart: spinning the last 1.5 ms of each gap stays far under the budget
-        assert sends["timer"] == 0 and sends["spin"] > 0 and sched["spin_budget"] == 0.25
-        assert sched["spin_s"] <= 0.25 * 1.5
+    assert sum(sends.values()) == total.sent == 100
+    if timing in ("precise", "auto"):  # Linux: a timerfd times every send, nothing spins
+        assert sched["timer"] == "timerfd"
+        assert sends["precise"] > 0 and sends["spin"] == sends["timer"] == 0
+        assert sched["spin_s"] == 0.0 and sched["spin_budget"] is None
+    elif timing == "sleep":
+        assert sends["spin"] == sends["precise"] == 0 and sched["spin_s"] == 0.0
+        assert sched["spin_budget"] is None and sched["priority"].startswith("normal")
+    else:
+        assert sends["timer"] == sends["precise"] == 0 and sends["spin"] > 0
+        assert sched["priority"].startswith("normal")  # a spinning thread is never real-time
 
 
-@pytest.mark.parametrize("timing", ["spin", "sleep"])
+@pytest.mark.parametrize("timing", ["precise", "spin", "sleep"])
 def test_no_send_leaves_before_its_intended_time(timing, monkeypatch):
     from loadgen import engine as engine_mod
 
@@ -180,24 +183,43 @@ def test_no_send_leaves_before_its_intended_time(timing, monkeypatch):
     assert len(sends) == 100 and min(sends) >= 0.0
 
 
-def test_auto_timing_stops_spinning_when_the_budget_is_spent(monkeypatch):
+def test_auto_timing_without_a_timerfd_spins_within_its_budget(monkeypatch):
     from loadgen import engine as engine_mod
+    from loadgen import timekeeping
 
+    monkeypatch.setattr(timekeeping.PreciseTimer, "open", classmethod(lambda cls, loop: None))
     monkeypatch.setattr(engine_mod, "SPIN_BUDGET", 0.002)  # spin at most 2 ms a second
     fake = FakeTransport(lambda target, n: (0.0, 200))
     stats, _, total, _ = _run(Profile(kind="constant", rate=200.0, duration_s=1.0), fake,
                               send_timing="auto")
-    sends = stats.scheduler["sends"]
+    sched = stats.scheduler
+    assert sched["timer"] == "event loop" and sched["spin_budget"] == 0.002
+    sends = sched["sends"]
     assert sends["timer"] > sends["spin"] > 0  # spun until the budget ran out, then slept
-    assert total.sent == 200
+    assert sends["precise"] == 0 and total.sent == 200
+    assert sched["priority"] == "normal (the send timing spins, so never real-time)"
+
+
+def test_precise_timing_says_when_it_cannot_run(monkeypatch):
+    from loadgen import timekeeping
+
+    monkeypatch.setattr(timekeeping.PreciseTimer, "open", classmethod(lambda cls, loop: None))
+    with pytest.raises(RuntimeError, match="timerfd"):
+        _run(Profile(kind="constant", rate=10.0, duration_s=0.2),
+             FakeTransport(lambda t, n: (0.0, 200)), send_timing="precise")
 
 
 def test_merge_scheduler_sums_workers():
     from loadgen.engine import merge_scheduler, scheduler_record
 
-    merged = merge_scheduler([scheduler_record("auto", 3, 1, 2, 0.5),
-                              scheduler_record("auto", 4, 0, 1, 0.25)])
-    assert merged["sends"] == {"spin": 7, "timer": 1, "due": 3} and merged["spin_s"] == 0.75
+    merged = merge_scheduler([
+        scheduler_record("auto", timer="timerfd", priority="realtime",
+                         sends={"precise": 3, "due": 2}, spin_s=0.0),
+        scheduler_record("auto", timer="timerfd", priority="nice -10",
+                         sends={"precise": 4, "timer": 1, "due": 1}, spin_s=0.25)])
+    assert merged["sends"] == {"precise": 7, "spin": 0, "timer": 1, "due": 3}
+    assert merged["spin_s"] == 0.25 and merged["timer"] == "timerfd"
+    assert merged["priority"] == "realtime / nice -10"
 
 
 def test_rejects_unknown_send_timing():
