@@ -38,7 +38,7 @@ from typing import NamedTuple
 
 import click
 
-from loadgen import recorder
+from loadgen import hostcpu, recorder
 from serving import launcher, servable
 from serving.config import BatchingParameters, ServingConfig
 from tools.python.runpath import user_path
@@ -106,32 +106,16 @@ def rate(completions: list[tuple[float, int]], start: float, end: float, burst_s
 
 # --- the machine's other load ------------------------------------------------------------------
 
-TICK = os.sysconf("SC_CLK_TCK")
 QUIET_CPUS = 0.15  # a slice during which other processes used more than this many CPUs is measured again
 
 
-def _machine_busy_s() -> float:
-    """CPU seconds every CPU spent busy (user, nice, system, irq, softirq, steal) since boot."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / TICK
-
-
-def _process_cpu_s(pid: int | str) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
-
-
 def others_cpus(measure, pids: list[int]):
-    """(measure()'s result, CPUs used by processes other than this one and `pids` meanwhile)."""
-    ours = ["self", *pids]
-    busy, mine, started = _machine_busy_s(), sum(map(_process_cpu_s, ours)), time.perf_counter()
+    """(measure()'s result, CPUs used by processes other than this one and `pids` meanwhile,
+    the hypervisor's steal included)."""
+    before = hostcpu.snapshot(pids)
     result = measure()
-    wall = time.perf_counter() - started
-    others = (_machine_busy_s() - busy) - (sum(map(_process_cpu_s, ours)) - mine)
-    return result, max(0.0, others / wall)
+    used = hostcpu.usage(before, hostcpu.snapshot(pids))
+    return result, (used.others + used.steal) if used else 0.0
 
 
 def quiet(measure, pids: list[int], attempts: int):

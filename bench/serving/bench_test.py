@@ -1,6 +1,5 @@
 """bench/serving's measuring helpers: the rate between completion events, and quiet slices."""
 
-import time
 
 import pytest
 
@@ -31,25 +30,3 @@ def test_quiet_repeats_a_slice_while_other_processes_were_busy(monkeypatch):
     others = iter([0.9, 0.4, 0.6])
     results = iter("abc")
     assert bench.quiet(lambda: next(results), [], attempts=3) == ("b", 0.4, 2)  # none quiet: the quietest
-
-
-def test_others_cpus_is_the_machine_busy_time_minus_this_process_and_the_given_ones(monkeypatch):
-    machine = {"busy": 100.0}
-    processes = {"self": 10.0, 42: 20.0}
-
-    def measure():  # 0.5 s: this process 0.4 CPU-s, the server 0.3, somebody else 0.2
-        machine["busy"] += 0.9
-        processes["self"] += 0.4
-        processes[42] += 0.3
-        time.sleep(0.5)
-
-    monkeypatch.setattr(bench, "_machine_busy_s", lambda: machine["busy"])
-    monkeypatch.setattr(bench, "_process_cpu_s", lambda pid: processes[pid])
-    _, others = bench.others_cpus(measure, [42])
-    assert others == pytest.approx(0.2 / 0.5, rel=0.1)
-    _, others = bench.others_cpus(measure, [])  # the server not ours: its CPU counts as others'
-    assert others == pytest.approx(0.5 / 0.5, rel=0.1)
-
-
-def test_cpu_counters_read_this_machine():
-    assert bench._machine_busy_s() > 0 and bench._process_cpu_s("self") > 0
