@@ -7,9 +7,10 @@ import sys
 import click
 
 from loadgen import run as run_mod
-from loadgen import schedule, transport
+from loadgen import schedule, timekeeping, transport
 from loadgen.engine import SEND_TIMINGS, SPIN_BUDGET, SPIN_S
 from loadgen.payload import PayloadError
+from loadgen.results import LAG_SHARE
 from loadgen.run import OptionsError, Progress, RunOptions
 from loadgen.schedule import Profile, ScheduleError
 from tools.python.runpath import user_path
@@ -49,6 +50,16 @@ def format_summary(record: dict, out_dir: str) -> str:
     lines.append(f"scheduled {t['scheduled']}  sent {t['sent']} ({rate:.1f}/s)  ok {t['ok']}"
                  f"  errors {t['errors']} ({classes})")
     v = record["validity"]
+    if v.get("send_lag_bound_ms") is not None:
+        lines.append(f"send lag p99 bound {v['send_lag_bound_ms']:g} ms ({v['send_lag_rule']})")
+    sched = record.get("scheduler")
+    if sched:
+        lines.append(f"send timing {sched['send_timing']} ({sched['timer']}), "
+                     f"priority {sched['priority']}")
+    cpu = record.get("host_cpu")
+    if cpu:
+        lines.append(f"CPUs: {cpu['cpus']}; generator {cpu['ours']:.2f}, other processes "
+                     f"{cpu['others']:.2f}, hypervisor steal {cpu['steal']:.2f}")
     lines.append("valid: yes" if v["valid"] else "valid: NO — " + "; ".join(v["reasons"]))
     if not record["complete"]:
         lines.append("run stopped early: files hold what was measured")
@@ -81,8 +92,13 @@ def format_summary(record: dict, out_dir: str) -> str:
               help="Per-request timeout.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Processes splitting the schedule (each takes every N-th arrival).")
-@click.option("--max-send-lag", "max_send_lag", default="5ms", show_default=True,
-              help="Send-lag p99 above this marks the run invalid.")
+@click.option("--max-send-lag", "max_send_lag", default=None,
+              help="Send-lag p99 above this marks the run invalid (default: "
+              f"{LAG_SHARE:.0%} of --slo-p99 if given, else of the run's corrected p50; "
+              "docs/results-format.md).")
+@click.option("--slo-p99", "slo_p99", default=None,
+              help="The latency bound the run is judged against, e.g. 1s (sets the "
+              "default --max-send-lag).")
 @click.option("--transport", "transport_kind", type=click.Choice(transport.TRANSPORTS),
               default="auto", show_default=True,
               help="fast: our HTTP/1.1 client (plain http://, no proxy); aiohttp: TLS and "
@@ -90,9 +106,16 @@ def format_summary(record: dict, out_dir: str) -> str:
               "it can, else aiohttp.")
 @click.option("--send-timing", type=click.Choice(SEND_TIMINGS), default="auto",
               show_default=True,
-              help=f"spin: sleep to {SPIN_S * 1e3:g} ms before each send, then spin (µs send "
-              f"accuracy, burns CPU); sleep: timer only (~1 ms); auto: spin up to {SPIN_BUDGET:.0%} "
-              "of each second.")
+              help="precise: wake on a timerfd at each send time (µs accuracy, no spinning; "
+              f"Linux); spin: sleep to {SPIN_S * 1e3:g} ms before each send, then spin (µs, "
+              "burns CPU); sleep: the event loop's timer (~1 ms); auto: precise where it "
+              f"can, else spin up to {SPIN_BUDGET:.0%} of each second.")
+@click.option("--priority", type=click.Choice(timekeeping.PRIORITIES), default="auto",
+              show_default=True,
+              help="auto: with precise timing the sending thread asks for real-time "
+              f"priority (SCHED_FIFO {timekeeping.FIFO_PRIORITY}), else nice "
+              f"{timekeeping.NICE}, so a wake-up does not wait behind the server's threads; "
+              "normal: leave it. run.json says what it got.")
 @click.option("--loop", "loop_kind", type=click.Choice(run_mod.LOOPS), default="uvloop",
               show_default=True)
 @click.option("--warmup", "warmup_text", default="0s", show_default=True,
@@ -101,7 +124,7 @@ def format_summary(record: dict, out_dir: str) -> str:
 @click.option("--quiet", is_flag=True, help="No live progress line.")
 def main(targets, profile, rate, users, spawn_rate, per_user_rps, steps_text, duration,
          arrivals, seed, payload_spec, max_in_flight, timeout_text, workers, max_send_lag,
-         transport_kind, send_timing, loop_kind, warmup_text, out_dir, quiet):
+         slo_p99, transport_kind, send_timing, priority, loop_kind, warmup_text, out_dir, quiet):
     """Send open-loop load to TF Serving REST targets and record CO-free latency."""
     try:
         steps = schedule.parse_steps(steps_text) if steps_text else None
@@ -122,9 +145,10 @@ def main(targets, profile, rate, users, spawn_rate, per_user_rps, steps_text, du
         options = RunOptions(
             targets=tuple(targets), profile=prof, payload=payload_spec,
             max_in_flight=max_in_flight, timeout_s=schedule.parse_duration(timeout_text),
-            workers=workers, max_send_lag_ms=_ms(max_send_lag), transport=transport_kind,
+            workers=workers, max_send_lag_ms=_ms(max_send_lag) if max_send_lag else None,
+            slo_latency_ms=_ms(slo_p99) if slo_p99 else None, transport=transport_kind,
             loop=loop_kind, warmup_s=schedule.parse_duration(warmup_text),
-            send_timing=send_timing)
+            send_timing=send_timing, priority=priority)
         choice = run_mod.choose_transport(options)
     except (ScheduleError, OptionsError, PayloadError, ValueError) as e:
         raise click.UsageError(str(e)) from None

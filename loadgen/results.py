@@ -48,9 +48,41 @@ def write_json_atomic(path: str, doc: dict) -> None:
     os.replace(tmp, path)
 
 
-def judge(*, totals: dict, send_lag_p99_ms: float | None, max_send_lag_ms: float,
-          complete: bool, out_of_range: dict, elapsed_s: float, duration_s: float) -> dict:
-    """The validity verdict of run.json: {"valid": bool, "reasons": [...]}."""
+LAG_SHARE = 0.05  # send lag p99 may be at most this share of the latency it would distort
+
+
+def send_lag_bound(*, max_send_lag_ms: float | None, slo_latency_ms: float | None,
+                   p50_ms: float | None) -> tuple[float | None, str]:
+    """The send-lag p99 a run may have and still be valid, with the rule that gave it.
+
+    Latency is timed from the intended send, so a late send never flatters the server:
+    shifting arrivals later by at most L moves each response of a FIFO server later by
+    at most L, so every reported latency (and percentile) lies between the truth and
+    the truth + L. Late sends also bunch: they displace at most rate x L arrivals, while
+    the server holds rate x W requests on average (Little's law) -- again the ratio L / W.
+    So the lag is judged against the latency it would distort (docs/results-format.md):
+
+    - ``max_send_lag_ms`` given (``--max-send-lag``): that bound, as the user asked;
+    - else, a run judged against an SLO: LAG_SHARE of its latency bound;
+    - else: LAG_SHARE of the run's own corrected p50, its smallest reported percentile;
+    - no latency at all (nothing answered): no bound (None), the lag distorts nothing.
+    """
+    if max_send_lag_ms is not None:
+        return max_send_lag_ms, f"--max-send-lag {max_send_lag_ms:g} ms"
+    if slo_latency_ms is not None:
+        bound = LAG_SHARE * slo_latency_ms
+        return bound, f"{LAG_SHARE:.0%} of the SLO's latency bound {slo_latency_ms:g} ms"
+    if p50_ms is not None:
+        bound = LAG_SHARE * p50_ms
+        return bound, f"{LAG_SHARE:.0%} of the corrected p50 {p50_ms:g} ms"
+    return None, "no latency measured"
+
+
+def judge(*, totals: dict, send_lag_p99_ms: float | None, send_lag_bound_ms: float | None,
+          send_lag_rule: str, complete: bool, out_of_range: dict, elapsed_s: float,
+          duration_s: float) -> dict:
+    """The validity verdict of run.json: {"valid", "reasons": [...], "send_lag_bound_ms",
+    "send_lag_rule"} (the bound from ``send_lag_bound``)."""
     reasons = []
     if not complete:
         reasons.append(f"run stopped early at {elapsed_s:.1f} s of {duration_s:g} s")
@@ -63,14 +95,18 @@ def judge(*, totals: dict, send_lag_p99_ms: float | None, max_send_lag_ms: float
             f"achieved send rate missed the schedule by {100 * (scheduled - dispatched) / scheduled:.1f}%"
             f" ({dispatched} of {scheduled} arrivals sent or dropped; limit "
             f"{100 * SEND_RATE_TOLERANCE:g}%)")
-    if send_lag_p99_ms is not None and send_lag_p99_ms > max_send_lag_ms:
-        reasons.append(f"send lag p99 {send_lag_p99_ms:.2f} ms exceeds {max_send_lag_ms:g} ms"
-                       " (the generator fell behind its schedule)")
+    if (send_lag_p99_ms is not None and send_lag_bound_ms is not None
+            and send_lag_p99_ms > send_lag_bound_ms):
+        reasons.append(f"send lag p99 {send_lag_p99_ms:.2f} ms exceeds {send_lag_bound_ms:.3g} ms"
+                       f" ({send_lag_rule}): the generator fell behind its schedule")
     lost = {k: v for k, v in out_of_range.items() if v}
     if lost:
         reasons.append("values outside the histogram range (1 us - 60 s): "
                        + ", ".join(f"{k} {v}" for k, v in sorted(lost.items())))
-    return {"valid": not reasons, "reasons": reasons}
+    return {"valid": not reasons, "reasons": reasons,
+            "send_lag_bound_ms": (None if send_lag_bound_ms is None
+                                  else round(send_lag_bound_ms, 3)),
+            "send_lag_rule": send_lag_rule}
 
 
 class ResultsWriter:
@@ -182,10 +218,14 @@ class ResultsWriter:
         }
 
     def finish(self, *, ended_at_epoch: float, elapsed_s: float, complete: bool,
-               max_send_lag_ms: float, warmup_s: float = 0.0,
-               extra_reasons: list[str] | tuple[str, ...] = (),
-               scheduler: dict | None = None) -> dict:
-        """Write the final run.json, close the files and return the run record."""
+               max_send_lag_ms: float | None = None, slo_latency_ms: float | None = None,
+               warmup_s: float = 0.0, extra_reasons: list[str] | tuple[str, ...] = (),
+               scheduler: dict | None = None, host_cpu: dict | None = None) -> dict:
+        """Write the final run.json, close the files and return the run record.
+
+        ``max_send_lag_ms`` / ``slo_latency_ms``: see ``send_lag_bound``. ``host_cpu``:
+        what the machine's CPUs did meanwhile (``hostcpu.Usage.record()``).
+        """
         duration_s = float(self.header.get("profile", {}).get("duration_s") or elapsed_s)
         lag = self.totals.hists["send_lag"]
         lag_p99 = (recorder.ms(recorder.percentiles(lag, (99.0,))[99.0])
@@ -194,15 +234,20 @@ class ResultsWriter:
         record = self._record(ended=ended_at_epoch, duration_s=min(elapsed_s, duration_s),
                               complete=complete,
                               warmup_s=warmup_s, validity={})
+        bound, rule = send_lag_bound(max_send_lag_ms=max_send_lag_ms,
+                                     slo_latency_ms=slo_latency_ms,
+                                     p50_ms=record["latency_ms"]["corrected"]["p50"])
         record["validity"] = judge(totals=record["totals"], send_lag_p99_ms=lag_p99,
-                                   max_send_lag_ms=max_send_lag_ms, complete=complete,
-                                   out_of_range=record["out_of_range"], elapsed_s=elapsed_s,
-                                   duration_s=duration_s)
+                                   send_lag_bound_ms=bound, send_lag_rule=rule,
+                                   complete=complete, out_of_range=record["out_of_range"],
+                                   elapsed_s=elapsed_s, duration_s=duration_s)
         if scheduler is not None:
             record["scheduler"] = scheduler
+        if host_cpu is not None:
+            record["host_cpu"] = host_cpu
         if extra_reasons:
-            record["validity"] = {"valid": False,
-                                  "reasons": record["validity"]["reasons"] + list(extra_reasons)}
+            record["validity"]["valid"] = False
+            record["validity"]["reasons"] = record["validity"]["reasons"] + list(extra_reasons)
         self.close()
         write_json_atomic(self.run_path, record)
         return record

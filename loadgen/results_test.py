@@ -2,6 +2,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 from hdrh.log import HistogramLogReader
 
 from loadgen import recorder, results
@@ -54,7 +55,8 @@ def test_files_follow_the_format(tmp_path):
                                                    "http_503": 2, "timeout": 0}}
     lat = on_disk["latency_ms"]["corrected"]
     assert lat["count"] == 20 and abs(lat["p50"] - 20.0) < 0.02 and 49.9 < lat["p99"] < 50.1
-    assert on_disk["validity"] == {"valid": True, "reasons": []}
+    assert on_disk["validity"] == {"valid": True, "reasons": [], "send_lag_bound_ms": 5.0,
+                                   "send_lag_rule": "--max-send-lag 5 ms"}
     for name in ("latency.hlog", "latency_uncorrected.hlog"):
         text = (tmp_path / name).read_text()
         assert "#[servesweep.hlog/1]" in text and "#[StartTime: 1700000000.000" in text
@@ -68,11 +70,14 @@ def test_files_follow_the_format(tmp_path):
 
 def test_judge_rules():
     totals = {"scheduled": 1000, "sent": 985, "error_classes": {"dropped": 10}}
-    ok = dict(totals=totals, send_lag_p99_ms=1.0, max_send_lag_ms=5.0, complete=True,
+    ok = dict(totals=totals, send_lag_p99_ms=1.0, send_lag_bound_ms=5.0,
+              send_lag_rule="--max-send-lag 5 ms", complete=True,
               out_of_range={"latency": 0}, elapsed_s=10.0, duration_s=10.0)
-    assert results.judge(**ok) == {"valid": True, "reasons": []}
+    assert results.judge(**ok) == {"valid": True, "reasons": [], "send_lag_bound_ms": 5.0,
+                                   "send_lag_rule": "--max-send-lag 5 ms"}
     lagging = results.judge(**{**ok, "send_lag_p99_ms": 7.5})
-    assert not lagging["valid"] and "send lag p99 7.50 ms" in lagging["reasons"][0]
+    assert not lagging["valid"]
+    assert "send lag p99 7.50 ms exceeds 5 ms (--max-send-lag 5 ms)" in lagging["reasons"][0]
     behind = results.judge(**{**ok, "totals": {**totals, "sent": 970}})
     assert not behind["valid"] and "missed the schedule by 2.0%" in behind["reasons"][0]
     early = results.judge(**{**ok, "complete": False, "elapsed_s": 4.0})
@@ -82,6 +87,32 @@ def test_judge_rules():
     empty = results.judge(**{**ok, "totals": {"scheduled": 0, "sent": 0,
                                               "error_classes": {}}})
     assert not empty["valid"]
+    unbounded = results.judge(**{**ok, "send_lag_p99_ms": 900.0, "send_lag_bound_ms": None})
+    assert unbounded["valid"]  # nothing answered: no latency for the lag to distort
+
+
+# The send-lag bound (docs/results-format.md, "The send-lag rule"): the user's override,
+# else 5% of the SLO's latency bound, else 5% of the run's corrected p50.
+@pytest.mark.parametrize("override, slo, p50, lag_p99, bound, valid", [
+    (None, 1000.0, 300.0, 5.0, 50.0, True),   # ResNet50 beside a 1 s SLO: 5 ms is 0.5% of it
+    (None, None, 2.0, 5.0, 0.1, False),       # the same lag beside a 2 ms p50: 250% of it
+    (None, None, 20.0, 0.9, 1.0, True),       # 0.9 ms beside a 20 ms p50: 4.5%
+    (None, None, 20.0, 1.1, 1.0, False),      # 1.1 ms: 5.5%
+    (None, 40.0, 2.0, 1.9, 2.0, True),        # an SLO takes precedence over the p50
+    (5.0, 1000.0, 300.0, 6.0, 5.0, False),    # --max-send-lag overrides both
+    (5.0, None, 2.0, 4.0, 5.0, True),
+    (None, None, None, 3.0, None, True),      # no latency measured: no bound
+])
+def test_send_lag_bound_table(override, slo, p50, lag_p99, bound, valid):
+    got, rule = results.send_lag_bound(max_send_lag_ms=override, slo_latency_ms=slo,
+                                       p50_ms=p50)
+    assert got == pytest.approx(bound) if bound is not None else got is None
+    verdict = results.judge(totals={"scheduled": 10, "sent": 10, "error_classes": {}},
+                            send_lag_p99_ms=lag_p99, send_lag_bound_ms=got, send_lag_rule=rule,
+                            complete=True, out_of_range={}, elapsed_s=1.0, duration_s=1.0)
+    assert verdict["valid"] is valid
+    if not valid:
+        assert rule in verdict["reasons"][0]
 
 
 def test_extra_reasons_make_the_run_invalid(tmp_path):
@@ -89,4 +120,5 @@ def test_extra_reasons_make_the_run_invalid(tmp_path):
     w.write_interval(_interval(1, [1000], scheduled=1, sent=1, ok=1), 1.0)
     record = w.finish(ended_at_epoch=1_700_000_001.0, elapsed_s=1.0, complete=True,
                       max_send_lag_ms=5.0, extra_reasons=["worker 1 died"])
-    assert record["validity"] == {"valid": False, "reasons": ["worker 1 died"]}
+    assert record["validity"]["valid"] is False
+    assert record["validity"]["reasons"] == ["worker 1 died"]

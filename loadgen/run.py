@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from loadgen import hostcpu, recorder, schedule, timekeeping
 from loadgen import payload as payload_mod
-from loadgen import recorder, schedule
 from loadgen import transport as transport_mod
 from loadgen.engine import SEND_TIMINGS, Engine, EngineSettings
 from loadgen.recorder import Interval
@@ -38,11 +38,13 @@ class RunOptions:
     max_in_flight: int = 256
     timeout_s: float = 30.0
     workers: int = 1
-    max_send_lag_ms: float = 5.0
+    max_send_lag_ms: float | None = None  # None: results.send_lag_bound's rule
+    slo_latency_ms: float | None = None  # the latency bound the run is judged against, if any
     transport: str = "auto"  # auto | fast | aiohttp (transport.choose)
     loop: str = "uvloop"
     warmup_s: float = 0.0
-    send_timing: str = "auto"  # auto | spin | sleep (engine.SEND_TIMINGS)
+    send_timing: str = "auto"  # auto | precise | spin | sleep (engine.SEND_TIMINGS)
+    priority: str = "auto"  # the sending thread's scheduling class (timekeeping.PRIORITIES)
 
     def __post_init__(self) -> None:
         if isinstance(self.targets, (list, str)):
@@ -61,8 +63,15 @@ class RunOptions:
             raise OptionsError("--timeout must be > 0 and <= 60 s (the histogram's range)")
         if self.workers < 1:
             raise OptionsError("--workers must be >= 1")
-        if not (self.max_send_lag_ms > 0 and math.isfinite(self.max_send_lag_ms)):
+        if self.max_send_lag_ms is not None and not (
+                self.max_send_lag_ms > 0 and math.isfinite(self.max_send_lag_ms)):
             raise OptionsError("--max-send-lag must be > 0")
+        if self.slo_latency_ms is not None and not (
+                self.slo_latency_ms > 0 and math.isfinite(self.slo_latency_ms)):
+            raise OptionsError("the SLO's latency bound must be > 0")
+        if self.priority not in timekeeping.PRIORITIES:
+            raise OptionsError(f"unknown priority {self.priority!r}: use one of "
+                               f"{', '.join(timekeeping.PRIORITIES)}")
         if self.transport not in transport_mod.TRANSPORTS:
             raise OptionsError(f"unknown transport {self.transport!r}: use one of "
                                f"{', '.join(transport_mod.TRANSPORTS)}")
@@ -78,7 +87,8 @@ class RunOptions:
         """The "options" object of run.json, but for the transport (run() adds the one chosen)."""
         return {"max_in_flight": self.max_in_flight, "timeout_s": self.timeout_s,
                 "workers": self.workers, "max_send_lag_ms": self.max_send_lag_ms,
-                "send_timing": self.send_timing}
+                "slo_latency_ms": self.slo_latency_ms, "send_timing": self.send_timing,
+                "priority": self.priority}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +204,8 @@ def make_engine(options: RunOptions, choice: transport_mod.Choice, body: payload
         timeout_s=options.timeout_s, prewarm=prewarm_connections(options))
     settings = EngineSettings(max_in_flight=options.max_in_flight,
                               n_targets=len(options.targets), worker_index=worker_index,
-                              workers=options.workers, send_timing=options.send_timing)
+                              workers=options.workers, send_timing=options.send_timing,
+                              priority=options.priority)
     return Engine(options.profile, transport, settings, sink)
 
 
@@ -212,6 +223,7 @@ def _run_inprocess(options, choice, body, out_dir, header, on_progress) -> RunRe
                 handled.append(sig)
         try:
             await engine.open()
+            box["cpu"] = hostcpu.snapshot()
             t0 = time.monotonic() + START_LEAD_S
             started = time.time() + START_LEAD_S
             writer = ResultsWriter(out_dir, header, started)
@@ -225,8 +237,10 @@ def _run_inprocess(options, choice, body, out_dir, header, on_progress) -> RunRe
 
     with asyncio.Runner(loop_factory=lambda: new_loop(options.loop)) as runner:
         stats, started = runner.run(main())
+    cpu = hostcpu.usage(box["cpu"], hostcpu.snapshot())
     record = box["writer"].finish(
         ended_at_epoch=started + stats.elapsed_s, elapsed_s=stats.elapsed_s,
         complete=not stats.stopped_early, max_send_lag_ms=options.max_send_lag_ms,
-        warmup_s=options.warmup_s, scheduler=stats.scheduler)
+        slo_latency_ms=options.slo_latency_ms, warmup_s=options.warmup_s,
+        scheduler=stats.scheduler, host_cpu=cpu.record() if cpu else None)
     return RunResult(out_dir, record)

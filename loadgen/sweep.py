@@ -185,7 +185,7 @@ def run_sweep(sweep, backend, options: SweepOptions,
             continue
         t0 = time.monotonic()
         try:
-            outcome = _measure(config, backend, body, options, config_dir,
+            outcome = _measure(config, backend, body, options, config_dir, sweep.slo.p99_ms,
                                lambda phase, detail="", progress=None, left=None, i=index, c=config: on_event(
                                    Event(i, total, c.name, phase, detail, progress, eta.eta(c.id, left))))
         except KeyboardInterrupt:
@@ -201,7 +201,8 @@ def run_sweep(sweep, backend, options: SweepOptions,
     return SweepOutcome(out, tuple(outcomes), interrupted, time.monotonic() - started)
 
 
-def _measure(config, backend, body, options: SweepOptions, config_dir: Path, phase) -> ConfigOutcome:
+def _measure(config, backend, body, options: SweepOptions, config_dir: Path, slo_ms: float,
+             phase) -> ConfigOutcome:
     if config_dir.exists():
         shutil.rmtree(config_dir)  # a failed, interrupted or --force'd earlier attempt
     config_dir.mkdir(parents=True)
@@ -233,7 +234,8 @@ def _measure(config, backend, body, options: SweepOptions, config_dir: Path, pha
         return finish("failed", f"deploy failed: {err}")
     timed("deploy", t0)
     try:
-        return _warm_and_load(config, backend, body, options, config_dir, target, status, phase, timed, finish)
+        return _warm_and_load(config, backend, body, options, config_dir, slo_ms, target, status, phase,
+                              timed, finish)
     finally:
         t0 = time.monotonic()
         phase("tearing down")
@@ -243,7 +245,8 @@ def _measure(config, backend, body, options: SweepOptions, config_dir: Path, pha
             _write_json(status_path, status)
 
 
-def _warm_and_load(config, backend, body, options, config_dir, target, status, phase, timed, finish) -> ConfigOutcome:
+def _warm_and_load(config, backend, body, options, config_dir, slo_ms, target, status, phase, timed,
+                   finish) -> ConfigOutcome:
     t0 = time.monotonic()
     phase("warming up")
     warm = warm_up(target.urls, body.body, body.content_type, options.warmup)
@@ -259,7 +262,7 @@ def _warm_and_load(config, backend, body, options, config_dir, target, status, p
     phase("loading", f"{profile.kind} {profile.duration_s:.0f} s")
     run_options = RunOptions(targets=tuple(target.urls), profile=profile, payload=options.payload,
                              max_in_flight=options.max_in_flight, timeout_s=options.timeout_s,
-                             transport=options.transport)
+                             transport=options.transport, slo_latency_ms=slo_ms)
     result = run(run_options, str(config_dir), config_record=config.to_record(),
                  server_identity=dict(target.identity),
                  on_progress=lambda p: phase("loading", "", p, max(0.0, p.duration_s - p.t_s)))

@@ -82,6 +82,8 @@ class FakeConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FakeSlo:
+    p99_ms = 1000.0
+
     def to_dict(self) -> dict:
         return {"p99_ms": 1000.0, "error_rate": 0.01}
 
@@ -141,6 +143,9 @@ def test_measures_every_config_and_writes_files(server, tmp_path):
         d = tmp_path / "s-test" / cid
         run = json.loads((d / "run.json").read_text())
         assert run["complete"] and run["totals"]["ok"] >= 70
+        # the send lag is judged against the sweep's SLO (5% of its 1000 ms bound)
+        assert run["options"]["slo_latency_ms"] == 1000.0
+        assert run["validity"]["send_lag_bound_ms"] == 50.0
         assert json.loads((d / "status.json").read_text())["status"] == "done"
         assert json.loads((d / "warmup.json").read_text())["ok"] >= 4
         metrics = (d / "server_metrics.csv").read_text().splitlines()

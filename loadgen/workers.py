@@ -14,6 +14,7 @@ import queue as queue_mod
 import signal
 import time
 
+from loadgen import hostcpu
 from loadgen.engine import merge_scheduler
 from loadgen.recorder import Interval
 from loadgen.results import ResultsWriter
@@ -47,10 +48,12 @@ def _worker_main(options, choice, body, index, q, go, t0_value, stop_flag) -> No
             runner.run(engine.open())  # connections first: the schedule's origin comes after
             q.put(("ready", index, None))
             go.wait()
+            cpu0 = hostcpu.self_cpu_s()
             stats = runner.run(main())
         q.put(("done", index, {"elapsed_s": stats.elapsed_s,
                                "stopped_early": stats.stopped_early,
-                               "scheduler": stats.scheduler}))
+                               "scheduler": stats.scheduler,
+                               "cpu_s": hostcpu.self_cpu_s() - cpu0}))
     except BaseException as e:  # report, never hang the parent
         q.put(("failed", index, f"{type(e).__name__}: {e}"))
 
@@ -88,6 +91,7 @@ def run_workers(options, choice, body, out_dir, header, aggregator_cls, on_progr
             if kind == "failed":
                 raise RuntimeError(f"worker {i} failed to start: {data}")
             ready.add(i)
+        cpu_before = hostcpu.snapshot()
         t0_value.value = time.monotonic() + START_LEAD_S
         started = time.time() + START_LEAD_S
         writer = ResultsWriter(out_dir, header, started)
@@ -130,11 +134,15 @@ def run_workers(options, choice, body, out_dir, header, aggregator_cls, on_progr
         elapsed = max((d["elapsed_s"] for d in finished.values() if d), default=0.0)
         stopped = bool(interrupted) or any(d and d["stopped_early"] for d in finished.values())
         schedulers = [d["scheduler"] for d in finished.values() if d]
+        cpu = hostcpu.usage(cpu_before, hostcpu.snapshot(), extra_ours_s=sum(
+            d["cpu_s"] for d in finished.values() if d))
         record = writer.finish(ended_at_epoch=started + elapsed, elapsed_s=elapsed,
                                complete=not stopped and not failures,
                                max_send_lag_ms=options.max_send_lag_ms,
+                               slo_latency_ms=options.slo_latency_ms,
                                warmup_s=options.warmup_s, extra_reasons=failures,
-                               scheduler=merge_scheduler(schedulers) if schedulers else None)
+                               scheduler=merge_scheduler(schedulers) if schedulers else None,
+                               host_cpu=cpu.record() if cpu else None)
         return RunResult(out_dir, record)
     finally:
         stop_flag.set()

@@ -1,4 +1,19 @@
-"""The generator's latency against a 127.0.0.1 server whose delays are known."""
+"""The generator's latency against a 127.0.0.1 server whose delays are known.
+
+Each transport is measured once (a module fixture): a calibration run against the
+server's zero-delay path gives that transport's own path cost, then the measured run
+against seeded lognormal delays. Tolerances follow from what was measured, not from a
+fixed number of milliseconds:
+
+- against the truth (how long the server held each request + the path's median cost):
+  ``REL`` of the value, plus the path's own jitter (its calibrated p99 - p50);
+- the two transports against each other: ``REL`` plus the sum of their path costs
+  (calibrated p99s), since each reported latency is the hold time + its own path.
+
+No run is retried. A run the generator could not keep on schedule fails the test,
+saying what used the CPUs meanwhile; when other processes or the hypervisor took them
+(not this test), it is skipped on a developer's machine and fails under CI=true.
+"""
 
 import dataclasses
 import os
@@ -6,12 +21,18 @@ import os
 import numpy as np
 import pytest
 
+from loadgen import hostcpu
+from loadgen.results import LAG_SHARE
 from loadgen.run import RunOptions, run
 from loadgen.schedule import Profile
 from tests.loadgen_helpers import running_server, server_stats
 
 PATH = "/v1/models/m:predict"
 RATE = 300
+DELAY_MS = 20.0
+SECONDS = 3.0
+REL = 0.02  # the accuracy claimed for a percentile, beyond the path's own cost
+BUSY_CPUS = 0.5  # other processes + steal above this: the machine, not the test, was busy
 
 
 def _options(url, rate, duration_s, tmp_path, **kw):
@@ -23,94 +44,100 @@ def _options(url, rate, duration_s, tmp_path, **kw):
                       payload=f"file:{body}", max_in_flight=512, timeout_s=10.0, **kw)
 
 
-def _valid_run(options, out_dir, attempts=3):
-    """A shared machine can stall the generator: such a run is marked invalid; retry it.
-
-    If every attempt fell behind while the machine was overloaded (load average above
-    its core count), timing cannot be judged here: skip, saying so. Otherwise fail.
-    """
-    for i in range(attempts):
-        result = run(options, f"{out_dir}-{i}")
-        if result.valid:
-            return result
-    load = os.getloadavg()[0]
-    if load > (os.cpu_count() or 1):
-        pytest.skip(f"machine overloaded (load {load:.1f}): no run kept its schedule: "
-                    f"{result.record['validity']['reasons']}")
-    raise AssertionError(f"no valid run in {attempts} attempts: {result.record['validity']}")
+def _require_valid(result, usage: hostcpu.Usage | None, what: str) -> None:
+    """Fail (or, off CI, skip when the machine was busy) unless ``result`` is valid."""
+    if result.valid:
+        return
+    reasons = "; ".join(result.record["validity"]["reasons"])
+    where = usage.describe() if usage else "CPU use unknown (no /proc/stat)"
+    busy = usage is not None and usage.others + usage.steal > BUSY_CPUS
+    if busy and os.environ.get("CI") != "true":
+        pytest.skip(f"{what}: the machine was busy ({where}); {reasons}")
+    culprit = "other processes or the hypervisor" if busy else "this test's own processes"
+    raise AssertionError(f"{what} invalid while {culprit} used the CPUs ({where}): {reasons}")
 
 
-def _runs_against_truth(tmp_path, transports):
-    """One calibrated measurement per transport: the same schedule against a server with
-    the same seeded delays (a fresh one per transport: the n-th request sleeps delays[n]).
-
-    Returns {transport: (record, [(key, reported, truth)] for p50, p90, p99)}.
-    """
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for transport in transports:
-        with running_server("--delay-ms", "20", "--delay-sigma", "0.5", "--seed", "3") as (
-                url, _):
-            calib = _options(url, RATE, 1.0, tmp_path, transport=transport)
-            calib = dataclasses.replace(calib, targets=(url + "/v1/models/zero:predict",))
-            path_ms = _valid_run(calib, str(tmp_path / f"calib-{transport}")).record[
-                "latency_ms"]["corrected"]["p50"]
-            assert path_ms < 5.0
-            before = len(server_stats(url)["held_ms"])
-            result = _valid_run(_options(url, RATE, 3.0, tmp_path, transport=transport),
-                                str(tmp_path / f"out-{transport}"))
-            held = np.array(server_stats(url)["held_ms"][before:])
-            rec = result.record
-            assert rec["options"]["transport"] == transport
-            assert rec["totals"]["ok"] == 3 * RATE
-            truth = held[-3 * RATE:] + path_ms
-            rows = []
-            for key, pct in (("p50", 50), ("p90", 90), ("p99", 99)):
-                want = float(np.percentile(truth, pct, method="inverted_cdf"))
-                got = rec["latency_ms"]["corrected"][key]
-                print(f"{transport} {key}: reported {got:.3f} ms, truth {want:.3f} ms "
-                      f"(path {path_ms:.3f} ms)")
-                rows.append((key, got, want))
-            out[transport] = (rec, rows)
-    return out
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    record: dict  # run.json of the measured run
+    path_p50_ms: float  # the zero-delay round trip at the same rate
+    path_p99_ms: float
+    rows: tuple  # (key, reported, truth) for p50, p90, p99
 
 
-def _off(got, want, rel=0.02, floor_ms=1.0):
-    return abs(got - want) > max(rel * want, floor_ms)
+def _measure(tmp_path, transport: str) -> Measured:
+    with running_server("--delay-ms", str(DELAY_MS), "--delay-sigma", "0.5", "--seed", "3") as (
+            url, proc):
+        # the calibration is judged against the latencies it calibrates (~DELAY_MS)
+        calib = dataclasses.replace(_options(url, RATE, 1.0, tmp_path, transport=transport),
+                                    targets=(url + "/v1/models/zero:predict",),
+                                    max_send_lag_ms=LAG_SHARE * DELAY_MS)
+        before = hostcpu.snapshot([proc.pid])
+        calibrated = run(calib, str(tmp_path / f"calib-{transport}"))
+        _require_valid(calibrated, hostcpu.usage(before, hostcpu.snapshot([proc.pid])),
+                       f"{transport} calibration")
+        path = calibrated.record["latency_ms"]["corrected"]
+        served_before = len(server_stats(url)["held_ms"])
+        before = hostcpu.snapshot([proc.pid])
+        result = run(_options(url, RATE, SECONDS, tmp_path, transport=transport),
+                     str(tmp_path / f"out-{transport}"))
+        usage = hostcpu.usage(before, hostcpu.snapshot([proc.pid]))
+        held = np.array(server_stats(url)["held_ms"][served_before:])
+    _require_valid(result, usage, f"{transport} run")
+    rec = result.record
+    assert rec["options"]["transport"] == transport
+    assert rec["totals"]["ok"] == SECONDS * RATE == held.size
+    truth = held + path["p50"]
+    rows = []
+    for key, pct in (("p50", 50), ("p90", 90), ("p99", 99)):
+        want = float(np.percentile(truth, pct, method="inverted_cdf"))
+        got = rec["latency_ms"]["corrected"][key]
+        print(f"{transport} {key}: reported {got:.3f} ms, truth {want:.3f} ms (path p50 "
+              f"{path['p50']:.3f}, p99 {path['p99']:.3f} ms; send lag p99 "
+              f"{rec['send_lag_ms']['p99']:.3f} ms; {usage.describe() if usage else ''})")
+        rows.append((key, got, want))
+    return Measured(rec, path["p50"], path["p99"], tuple(rows))
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """Each transport measured once, shared by the tests below (a skip or failure while
+    measuring is reported by each test that needs it)."""
+    cache = {}
+
+    def get(transport: str) -> Measured:
+        if transport not in cache:
+            cache[transport] = _measure(tmp_path_factory.mktemp(transport), transport)
+        return cache[transport]
+
+    return get
 
 
 @pytest.mark.parametrize("transport", ["fast", "aiohttp"])
-def test_reported_percentiles_match_the_servers_truth(tmp_path, transport):
+def test_reported_percentiles_match_the_servers_truth(measured, transport):
     # Lognormal delays with mean 20 ms (p50 ~18 ms, p99 ~57 ms) at 300 req/s: ~6 requests
-    # in flight, well under what the test server (sleeps, unbounded concurrency) handles;
-    # higher rates on 2 shared cores make the generator and server fight for CPU.
-    # Truth = how long the server held each request + the path's own cost (the median
-    # latency of zero-delay requests at the same rate, measured just before). A busy
-    # shared machine can shift the path's cost between the two runs, so a miss is
-    # measured again (up to 3 times); a generator that is off stays off every time.
-    for attempt in range(3):
-        _, rows = _runs_against_truth(tmp_path / f"try{attempt}", [transport])[transport]
-        misses = [(k, got, want) for k, got, want in rows if _off(got, want)]
-        if not misses:
-            return
-    raise AssertionError(f"reported percentiles off the truth by > 2% and > 1 ms: {misses}")
+    # in flight. Truth = how long the server held each request + the path's median cost.
+    m = measured(transport)
+    jitter = m.path_p99_ms - m.path_p50_ms
+    misses = [(k, got, want) for k, got, want in m.rows
+              if abs(got - want) > REL * want + jitter]
+    assert not misses, (f"reported percentiles off the truth by more than {REL:.0%} + the "
+                        f"path's jitter {jitter:.3f} ms: {misses}")
 
 
-def test_both_transports_report_the_same_run(tmp_path):
-    # The same schedule through the fast and the aiohttp transport, one after the other,
-    # against servers with the same seeded delays: the same counts, and percentiles that
-    # agree with each other as closely as each agrees with the truth.
-    for attempt in range(3):
-        runs = _runs_against_truth(tmp_path / f"try{attempt}", ["fast", "aiohttp"])
-        (fast, fast_rows), (slow, slow_rows) = runs["fast"], runs["aiohttp"]
-        for key in ("scheduled", "sent", "ok", "errors"):
-            assert fast["totals"][key] == slow["totals"][key], key
-        assert fast["latency_ms"]["corrected"]["count"] == slow["latency_ms"]["corrected"]["count"]
-        misses = [(key, a, b) for (key, a, _), (_, b, _) in zip(fast_rows, slow_rows, strict=True)
-                  if _off(a, b, rel=0.03)]
-        if not misses:
-            return
-    raise AssertionError(f"fast and aiohttp percentiles differ by > 3% and > 1 ms: {misses}")
+def test_both_transports_report_the_same_run(measured):
+    # The same schedule through both transports against servers with the same seeded
+    # delays: the same counts, and percentiles apart by at most the two path costs.
+    fast, slow = measured("fast"), measured("aiohttp")
+    for key in ("scheduled", "sent", "ok", "errors"):
+        assert fast.record["totals"][key] == slow.record["totals"][key], key
+    assert (fast.record["latency_ms"]["corrected"]["count"]
+            == slow.record["latency_ms"]["corrected"]["count"])
+    paths = fast.path_p99_ms + slow.path_p99_ms
+    misses = [(key, a, b) for (key, a, _), (_, b, _) in zip(fast.rows, slow.rows, strict=True)
+              if abs(a - b) > REL * max(a, b) + paths]
+    assert not misses, (f"fast and aiohttp percentiles differ by more than {REL:.0%} + their "
+                        f"path costs {paths:.3f} ms: {misses}")
 
 
 def test_a_freezing_server_shows_in_corrected_p99(tmp_path):
@@ -121,5 +148,5 @@ def test_a_freezing_server_shows_in_corrected_p99(tmp_path):
     rec = result.record
     assert rec["totals"]["ok"] == 600
     assert rec["latency_ms"]["corrected"]["p99"] >= 900.0
-    if result.valid:  # the generator kept its schedule (send lag p99 < 5 ms) meanwhile
-        assert rec["latency_ms"]["corrected"]["max"] <= 1200.0
+    # a freeze of 1 s plus ~2 ms of service; the generator's own lateness on top
+    assert rec["latency_ms"]["corrected"]["max"] <= 1200.0 + rec["send_lag_ms"]["max"]

@@ -3,7 +3,7 @@
 Starts nginx (Debian) on 127.0.0.1 answering every predict POST with a small JSON,
 pinned to one core; every generator runs pinned to another core, one at a time, with
 a small body and with the seed's ~0.6 MB tensor body. Ours: the highest rate whose
-open-loop run is valid (send-lag p99 within the limit, schedule kept, < 1% errors),
+open-loop run is valid (send-lag p99 within 5 ms, schedule kept, < 1% errors),
 found by a geometric search (an invalid run is retried twice: the machine is shared).
 Locust and wrk: their closed-loop rate. Prints a table with ratios to Locust
 FastHttpUser and to wrk (wrk2 is not packaged here; wrk's closed-loop rate bounds it).
@@ -143,12 +143,17 @@ def locust_rate(base_url: str, body_file: str, seconds: int, cpu: int, workdir: 
     raise click.ClickException("could not read Locust's stats")
 
 
+# nginx answers in microseconds, so the default rule (5% of the p50) would void every run;
+# what this bench asks is how much load the generator sends on schedule, within a fixed lag
+BENCH_MAX_SEND_LAG_MS = 5.0
+
+
 def ours_trial(url: str, body_spec: str, rate: float, seconds: int, transport: str,
                workdir: str) -> tuple[bool, dict]:
     options = RunOptions(targets=(url,), profile=Profile(kind="constant", rate=rate,
                                                          duration_s=float(seconds)),
                          payload=body_spec, max_in_flight=256, timeout_s=10.0,
-                         transport=transport)
+                         transport=transport, max_send_lag_ms=BENCH_MAX_SEND_LAG_MS)
     for _ in range(3):  # a shared machine can stall a run: an invalid run is retried twice
         out = tempfile.mkdtemp(dir=workdir)
         rec = run(options, out).record
