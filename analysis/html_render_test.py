@@ -2,7 +2,6 @@
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from analysis.report import build_report
 from analysis.testdata.make_fixtures import FIXTURE_SWEEP
+from tools.python.required import required_tool
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -17,13 +17,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    if os.environ.get("CI") == "true":
-        pytest.fail("chromium not found on PATH, and CI=true: install Debian's `chromium` (.ci/apt-packages.txt)")
-    pytest.skip("chromium not installed (apt-get install chromium); required in CI")
+    return required_tool("chromium", "chromium-browser", "google-chrome", what="chromium",
+                         install="Debian's `chromium`, in .ci/apt-packages.txt")
 
 
 def run_chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:

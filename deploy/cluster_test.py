@@ -1,6 +1,5 @@
 """ClusterBackend against KubeApiDouble (a local stand-in for the API server)."""
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,11 +10,20 @@ from deploy import cluster, spec
 from deploy.k8s_double import KubeApiDouble
 from deploy.target import DeployError
 from serving.image import lock
+from tools.python.required import required_tool
 
 SWEEPS = Path(__file__).resolve().parent / "sweeps"
 DIGEST = "sha256:" + "e" * 64
 FAST = cluster.Timeouts(rollout_s=2.0, load_balancer_s=2.0, model_available_s=2.0, teardown_s=2.0, poll_s=0.01)
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with kustomize) not on PATH")
+
+
+@pytest.fixture
+def kubectl() -> str:
+    return required_tool("kubectl", what="kubectl (with built-in kustomize)",
+                         install="the machine image's kubectl 1.32; Debian's kubernetes-client is too old")
+
+
+needs_kubectl = pytest.mark.usefixtures("kubectl")
 
 
 @pytest.fixture
@@ -33,6 +41,7 @@ def _backend(api, sweep, tmp_path, **kw):
     )
 
 
+@needs_kubectl  # deploy builds the overlay with kubectl kustomize
 def test_deploy_applies_waits_and_tears_down(sweep, tmp_path):
     config = sweep.config("e2-8-64x2-inter4-batch")
     with KubeApiDouble(ready_after_polls=3, lb_after_polls=2, model_loading_polls=2) as api:
@@ -60,6 +69,7 @@ def test_deploy_applies_waits_and_tears_down(sweep, tmp_path):
         backend.teardown()  # twice is harmless
 
 
+@needs_kubectl  # deploy builds the overlay with kubectl kustomize
 def test_second_deploy_needs_teardown(sweep, tmp_path):
     with KubeApiDouble(ready_after_polls=0, model_loading_polls=0) as api:
         backend = _backend(api, sweep, tmp_path)
@@ -69,6 +79,7 @@ def test_second_deploy_needs_teardown(sweep, tmp_path):
         backend.teardown()
 
 
+@needs_kubectl  # deploy builds the overlay with kubectl kustomize
 def test_image_pull_failure_fails_fast_and_cleans_up(sweep, tmp_path):
     with KubeApiDouble(stuck_reason="ImagePullBackOff") as api:
         backend = _backend(api, sweep, tmp_path)
@@ -77,6 +88,7 @@ def test_image_pull_failure_fails_fast_and_cleans_up(sweep, tmp_path):
         assert api.kinds() == ["Namespace/servesweep"]  # deleted again
 
 
+@needs_kubectl  # deploy builds the overlay with kubectl kustomize
 def test_keep_on_failure_leaves_objects_for_inspection(sweep, tmp_path):
     with KubeApiDouble(stuck_reason="CrashLoopBackOff") as api:
         backend = _backend(api, sweep, tmp_path, keep_on_failure=True)
@@ -96,6 +108,7 @@ def test_unpinned_image_is_refused_before_any_api_call(sweep, tmp_path):
         assert api.requests == []
 
 
+@needs_kubectl  # deploy builds the overlay with kubectl kustomize
 def test_rollout_timeout_says_how_far_it_got(sweep, tmp_path):
     with KubeApiDouble(ready_after_polls=10**9) as api:
         backend = _backend(api, sweep, tmp_path)
@@ -104,6 +117,7 @@ def test_rollout_timeout_says_how_far_it_got(sweep, tmp_path):
         backend.teardown()
 
 
+@needs_kubectl  # deploy builds the overlay with kubectl kustomize
 def test_model_never_available_times_out(sweep, tmp_path):
     with KubeApiDouble(ready_after_polls=0, model_loading_polls=10**9) as api:
         backend = _backend(api, sweep, tmp_path)
@@ -112,6 +126,7 @@ def test_model_never_available_times_out(sweep, tmp_path):
         backend.teardown()
 
 
+@needs_kubectl  # deploy builds the overlay with kubectl kustomize
 def test_load_balancer_never_assigned(sweep, tmp_path):
     with KubeApiDouble(ready_after_polls=0, lb_after_polls=10**9) as api:
         backend = _backend(api, sweep, tmp_path)
@@ -120,6 +135,7 @@ def test_load_balancer_never_assigned(sweep, tmp_path):
         backend.teardown()
 
 
+@needs_kubectl  # deploy builds the overlay with kubectl kustomize
 def test_fixed_endpoint_url(sweep, tmp_path):
     with KubeApiDouble(ready_after_polls=0, model_loading_polls=0) as api:
         backend = _backend(api, sweep, tmp_path, endpoint=api.url + "/")
@@ -128,6 +144,7 @@ def test_fixed_endpoint_url(sweep, tmp_path):
         backend.teardown()
 
 
+@needs_kubectl  # deploy builds the overlay with kubectl kustomize
 def test_unreachable_api_server_is_a_clear_error(sweep, tmp_path):
     conf = k8s.Configuration(host="http://127.0.0.1:9")
     conf.retries = 0

@@ -129,7 +129,6 @@ def _processes_mentioning(text: str) -> dict[int, str]:
 
 @pytest.mark.skipif(not {0, 1} <= os.sched_getaffinity(0), reason="needs CPUs 0 and 1")
 def test_two_pinned_replicas_answer_and_teardown_leaves_nothing(tiny_model, tmp_path):
-    pytest.importorskip("serving.launcher")
     config = _two_by_one()
     work = tmp_path / "replicas"
     with local.LocalBackend(model_base_path=tiny_model, workdir=work, cpus=(0, 1), available_timeout_s=120) as be:

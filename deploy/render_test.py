@@ -1,5 +1,4 @@
 import copy
-import shutil
 from pathlib import Path
 
 import pytest
@@ -7,10 +6,19 @@ import yaml
 
 from deploy import render, spec
 from serving.image import lock
+from tools.python.required import required_tool
 
 SWEEPS = Path(__file__).resolve().parent / "sweeps"
 DIGEST = "sha256:" + "e" * 64
-needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with kustomize) not on PATH")
+
+
+@pytest.fixture
+def kubectl() -> str:
+    return required_tool("kubectl", what="kubectl (with built-in kustomize)",
+                         install="the machine image's kubectl 1.32; Debian's kubernetes-client is too old")
+
+
+needs_kubectl = pytest.mark.usefixtures("kubectl")
 
 
 @pytest.fixture

@@ -72,7 +72,10 @@ def test_prewarm_opens_connections_before_the_first_send_and_reuses_them():
         t = FastTransport((f"http://127.0.0.1:{port}/",), b"x", "text/plain",
                           max_in_flight=8, timeout_s=2.0, prewarm=3)
         await t.open()
-        await asyncio.sleep(0.05)
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while len(accepted) < 3:  # the server has accepted the prewarmed connections
+            assert asyncio.get_running_loop().time() < deadline, f"only {len(accepted)} accepted in 5 s"
+            await asyncio.sleep(0.001)
         opened = len(accepted)
         outcomes = await asyncio.gather(*(t.send(0) for _ in range(3)))
         await t.close()
@@ -100,7 +103,8 @@ def test_prewarm_against_nobody_listening_does_not_fail_the_open():
 
 
 def test_prewarm_count_follows_the_first_seconds_rate():
-    from loadgen.run import RunOptions, prewarm_connections
+    from loadgen.launch import prewarm_connections
+    from loadgen.options import RunOptions
     from loadgen.schedule import Profile
 
     def count(rate, **kw):

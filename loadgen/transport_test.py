@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from loadgen import transport
+from loadgen import transports
 from loadgen.aiohttp_transport import AiohttpTransport
 from loadgen.fast_transport import FastTransport
 
@@ -152,19 +152,19 @@ def test_keeps_working_after_each_kind_of_failure(kind):
 def test_choose_fast_for_plain_http_without_proxy(monkeypatch):
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
         monkeypatch.delenv(var, raising=False)
-    c = transport.choose("auto", ("http://127.0.0.1:8501/v1/models/m:predict",))
+    c = transports.choose("auto", ("http://127.0.0.1:8501/v1/models/m:predict",))
     assert (c.kind, c.proxies) == ("fast", (None,))
-    assert transport.choose("aiohttp", ("http://h:1/",)).kind == "aiohttp"
+    assert transports.choose("aiohttp", ("http://h:1/",)).kind == "aiohttp"
 
 
 def test_choose_aiohttp_for_tls_and_refuse_fast(monkeypatch):
     monkeypatch.delenv("https_proxy", raising=False)
     monkeypatch.delenv("HTTPS_PROXY", raising=False)
     urls = ("http://a:1/p", "https://b:2/p")
-    c = transport.choose("auto", urls)
+    c = transports.choose("auto", urls)
     assert c.kind == "aiohttp" and "https://b:2/p" in c.reason and "TLS" in c.reason
-    with pytest.raises(transport.TransportError, match="--transport aiohttp"):
-        transport.choose("fast", urls)
+    with pytest.raises(transports.TransportError, match="--transport aiohttp"):
+        transports.choose("fast", urls)
 
 
 def test_choose_follows_the_environments_proxy_and_no_proxy(monkeypatch):
@@ -172,18 +172,18 @@ def test_choose_follows_the_environments_proxy_and_no_proxy(monkeypatch):
     monkeypatch.setenv("no_proxy", "localhost,127.0.0.1")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("HTTP_PROXY", raising=False)
-    direct = transport.choose("auto", ("http://127.0.0.1:8501/p",))
+    direct = transports.choose("auto", ("http://127.0.0.1:8501/p",))
     assert direct.kind == "fast"
-    proxied = transport.choose("auto", ("http://10.0.0.7:8501/p", "http://127.0.0.1:8501/p"))
+    proxied = transports.choose("auto", ("http://10.0.0.7:8501/p", "http://127.0.0.1:8501/p"))
     assert proxied.kind == "aiohttp" and "proxy.internal" in proxied.reason
     assert proxied.proxies == ("http://proxy.internal:3128", None)
-    with pytest.raises(transport.TransportError, match="proxy"):
-        transport.choose("fast", ("http://10.0.0.7:8501/p",))
+    with pytest.raises(transports.TransportError, match="proxy"):
+        transports.choose("fast", ("http://10.0.0.7:8501/p",))
 
 
 def test_choose_rejects_unknown_names():
-    with pytest.raises(transport.TransportError, match="unknown transport 'raw'"):
-        transport.choose("raw", ("http://h:1/",))
+    with pytest.raises(transports.TransportError, match="unknown transport 'raw'"):
+        transports.choose("raw", ("http://h:1/",))
 
 
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
@@ -199,7 +199,9 @@ def test_a_connection_closed_between_connect_and_write_is_connect_never_a_hang(l
         async def create_connection(self, factory, host, port):
             transport, conn = await self.real.create_connection(factory, host, port)
             transport.abort()
+            deadline = self.real.time() + 5.0
             while not conn.closed:  # connection_lost has run
+                assert self.real.time() < deadline, "connection_lost did not run within 5 s"
                 await asyncio.sleep(0)
             return transport, conn
 
@@ -218,7 +220,7 @@ def test_a_connection_closed_between_connect_and_write_is_connect_never_a_hang(l
             await t.close()
             server.close()
 
-    from loadgen.run import new_loop
+    from loadgen.launch import new_loop
 
     with asyncio.Runner(loop_factory=lambda: new_loop(loop)) as runner:
         assert runner.run(main()) == ["connect"] * 3

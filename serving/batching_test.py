@@ -14,14 +14,16 @@ from serving.metrics import ServerMetrics
 
 
 class FakeModel:
-    """Doubles its input; records the batch sizes it ran; can be held to fill the queue."""
+    """Doubles its input; records the batch sizes it started and ran; can be held to fill the queue."""
 
     def __init__(self):
+        self.started = []  # batch sizes, appended as a run begins (before it waits for `release`)
         self.batches = []
         self.release = threading.Event()
         self.release.set()
 
     def run(self, signature, inputs):
+        self.started.append(len(inputs["x"]))
         self.release.wait(10)
         self.batches.append(len(inputs["x"]))
         return {"y": inputs["x"] * 2}
@@ -40,15 +42,24 @@ async def gather(*aws):
     return await asyncio.gather(*aws, return_exceptions=True)
 
 
+async def until(condition, what, timeout_s=5.0):
+    """Lets the event loop run until ``condition()`` holds; fails saying ``what`` never happened."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout_s} s: {what}")
+        await asyncio.sleep(0.001)
+
+
 def test_concurrent_tasks_are_merged_and_results_split_back():
     async def go():
         model = FakeModel()
         model.release.clear()
         s = scheduler(model, max_batch_size=4, max_enqueued_batches=10, num_batch_threads=1)
         first = asyncio.ensure_future(s.submit("sig", rows(1, 100)))
-        await asyncio.sleep(0.05)  # the first batch is running (held)
+        await until(lambda: len(model.started) == 1, "the first batch is running (held)")
         tasks = [asyncio.ensure_future(s.submit("sig", rows(1, i))) for i in range(8)]
-        await asyncio.sleep(0.05)
+        await until(lambda: s.queued_tasks() == 8, "all 8 tasks are queued behind it")
         model.release.set()
         results = await gather(first, *tasks)
         await s.close()
@@ -66,9 +77,10 @@ def test_a_full_queue_answers_unavailable_at_once():
         model.release.clear()
         s = scheduler(model, max_batch_size=2, max_enqueued_batches=2, num_batch_threads=1)
         running = asyncio.ensure_future(s.submit("sig", rows(1)))
-        await asyncio.sleep(0.05)
+        await until(lambda: len(model.started) == 1, "the first batch is running (held)")
         tasks = [asyncio.ensure_future(s.submit("sig", rows(1))) for _ in range(10)]
-        await asyncio.sleep(0.05)
+        # each task is either queued or already answered; none has waited for the model
+        await until(lambda: s.queued_tasks() + sum(t.done() for t in tasks) == 10, "all 10 tasks submitted")
         refused = [t for t in tasks if t.done()]
         model.release.set()
         results = await gather(running, *tasks)
@@ -87,7 +99,9 @@ def test_batch_timeout_waits_for_more_tasks():
         s = scheduler(model, max_batch_size=8, batch_timeout_micros=200_000, num_batch_threads=1)
         started = time.monotonic()
         first = asyncio.ensure_future(s.submit("sig", rows(1)))
-        await asyncio.sleep(0.02)
+        await until(lambda: s.queued_tasks() == 1, "the first task is queued")
+        await asyncio.sleep(0.02)  # the others arrive 20 ms later, well within the 200 ms timeout
+        assert model.started == []  # its batch is still waiting for them
         others = [asyncio.ensure_future(s.submit("sig", rows(2))) for _ in range(2)]
         await gather(first, *others)
         elapsed = time.monotonic() - started
@@ -131,9 +145,9 @@ def test_padding_to_allowed_batch_sizes():
         metrics = ServerMetrics()
         s = scheduler(model, metrics, max_batch_size=4, allowed_batch_sizes=(2, 4), num_batch_threads=1)
         first = asyncio.ensure_future(s.submit("sig", rows(1)))
-        await asyncio.sleep(0.05)
+        await until(lambda: len(model.started) == 1, "the first batch is running (held)")
         rest = [asyncio.ensure_future(s.submit("sig", rows(1, i))) for i in range(3)]
-        await asyncio.sleep(0.05)
+        await until(lambda: s.queued_tasks() == 3, "the other 3 tasks are queued behind it")
         model.release.set()
         results = await gather(first, *rest)
         await s.close()

@@ -1,12 +1,13 @@
 """Launcher: local server vs tensorflow_model_server, identity, CPU pinning, warm-up, graceful stop."""
 
+import http.client
 import json
 import os
 import shutil
 import sys
 import threading
 import time
-import urllib.request
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -18,13 +19,60 @@ from serving.conftest import start_server
 BODY = json.dumps({"instances": [[[[1.0, 2.0, 3.0]] * 224] * 224]}).encode()
 
 
-def post(url, body=BODY, timeout=60):
-    req = urllib.request.Request(url, data=body, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
+class Predict(threading.Thread):
+    """POSTs BODY on its own connection; `.sent` is set (and `.port` is its local port) once
+    the whole request is in the kernel, and `.result` is (status, body) when the answer came."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url = urllib.parse.urlsplit(url)
+        self.sent = threading.Event()
+        self.port: int | None = None
+        self.result: tuple[int, bytes] | None = None
+
+    def run(self):
+        conn = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=60)
+        try:
+            conn.request("POST", self.url.path, body=BODY)
+            self.port = conn.sock.getsockname()[1]
+            self.sent.set()
+            response = conn.getresponse()
+            self.result = (response.status, response.read())
+        finally:
+            conn.close()
+
+
+def _tcp_queues() -> dict[tuple[int, int], tuple[int, int]]:
+    """(local port, remote port) -> (send queue, receive queue) of this host's established IPv4 TCP sockets."""
+    out = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] != "01":  # TCP_ESTABLISHED
+            continue
+        local, remote = (int(addr.rsplit(":", 1)[1], 16) for addr in fields[1:3])
+        tx, rx = (int(q, 16) for q in fields[4].split(":"))
+        out[(local, remote)] = (tx, rx)
+    return out
+
+
+def wait_until_read(server_port: int, client_port: int, timeout_s: float = 30.0) -> None:
+    """Until the server has read every byte the client sent (the client sends nothing more):
+    first nothing is left unacknowledged on the client's side of the connection, then,
+    in a later look, nothing is left unread on the server's."""
+    deadline = time.monotonic() + timeout_s
+    all_acked = False
+    while True:
+        queues = _tcp_queues()
+        client, server = queues.get((client_port, server_port)), queues.get((server_port, client_port))
+        if all_acked and server is not None and server[1] == 0:
+            return
+        all_acked = all_acked or (client is not None and client[0] == 0)
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"the server did not read the whole request within {timeout_s} s "
+                f"(client send queue, server receive queue: {client and client[0]}, {server and server[1]})"
+            )
+        time.sleep(0.005)
 
 
 @pytest.mark.skipif(0 not in os.sched_getaffinity(0), reason="needs CPU 0")
@@ -52,13 +100,15 @@ def test_local_server_is_pinned_reports_identity_and_stops_gracefully(tiny_model
         log = (tmp_path / "server.log").read_text()
         assert log.index("warm-up: replayed 2 record(s)") < log.index("serving tiny")  # warm-up before AVAILABLE
 
-        result = {}
-        thread = threading.Thread(target=lambda: result.update(r=post(server.url + "/v1/models/tiny:predict")))
-        thread.start()
-        time.sleep(0.5)  # the request waits in its batch
+        request = Predict(server.url + "/v1/models/tiny:predict")
+        request.start()
+        assert request.sent.wait(30), "the request was not sent within 30 s"
+        # Once the server has taken it all off the socket, its handler has it: it waits in its batch (1.5 s).
+        wait_until_read(urllib.parse.urlsplit(server.url).port, request.port)
         assert server.stop() == 0
-        thread.join(30)
-        status, body = result["r"]
+        request.join(30)
+        assert request.result is not None, "no answer to the request in flight"
+        status, body = request.result
         assert status == 200 and len(json.loads(body)["predictions"][0]) == 1000
         assert "shutting down: 1 request(s) in flight" in (tmp_path / "server.log").read_text()
     finally:
