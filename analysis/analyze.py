@@ -12,7 +12,8 @@ from hdrh.histogram import HdrHistogram
 from analysis import hdr, pareto
 from analysis.costs import Cost, PriceTable, load_prices
 from analysis.results import Results, Run, load_results
-from analysis.throughput import Slo, Sustained, eligible_seconds, sustained_throughput
+from analysis.throughput import Sustained, eligible_seconds, sustained_throughput
+from formats.slo import Slo
 
 # The table's columns, in order (table.csv and the HTML table use these).
 COLUMNS = [
@@ -51,11 +52,7 @@ class Analysis:
 
     @property
     def slo_text(self) -> str:
-        return slo_text(self.slo)
-
-
-def slo_text(slo: Slo) -> str:
-    return f"p99 <= {slo.p99_ms:g} ms, errors <= {slo.error_rate:.2%}"
+        return self.slo.text()
 
 
 def _analyze_run(run: Run, prices: PriceTable, slo: Slo) -> RunAnalysis:
@@ -125,7 +122,7 @@ def analyze(results_dir: Path | str, *, pricing_csv: Path | str | None = None, s
     for col in ("cost_per_hour", "cost_per_day", "cost_per_month", "requests_per_usd", "usd_per_million"):
         table[col] = table[col].astype(float)
     front = pareto.pareto_front(table)
-    rec = pareto.recommend(table, target_rps, slo_text=slo_text(slo))
+    rec = pareto.recommend(table, target_rps, slo_text=slo.text())
     table["pareto"] = table["config_id"].isin(front)
     table["recommended"] = table["config_id"] == rec.config_id
     table = table.sort_values(["recommended", "valid", "slo_rps"], ascending=[False, False, False],

@@ -5,7 +5,7 @@ import pytest
 
 from analysis.analyze import analyze
 from analysis.testdata.make_fixtures import FIXTURE_SWEEP
-from analysis.throughput import Slo
+from formats.slo import Slo
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,10 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.analyze import Analysis, analyze
-from analysis.throughput import Slo
+from analysis.errors import ResultsError
+from analysis.results import check_schema_line
+from formats.results import COMPARE_SCHEMA
+from formats.slo import Slo
 
 COMPARED = ("slo_rps", "p99_ms_at_slo", "p99_ms_run", "error_rate", "cost_per_hour", "usd_per_million")
 
@@ -45,6 +48,23 @@ def compare_with_baseline(baseline_dir: Path | str, after: Analysis) -> pd.DataF
     """`compare` a baseline directory, analysed under `after`'s SLO and prices, with `after`
     (an analysis already made, e.g. the report's: its runs are not read again)."""
     return compare(analyze(baseline_dir, pricing_csv=after.prices.path, slo=after.slo), after)
+
+
+def write_comparison(diff: pd.DataFrame, path: Path | str) -> None:
+    """Write `compare`'s table as compare.csv: the line '# servesweep.compare/1', then the CSV."""
+    with Path(path).open("w", encoding="utf-8", newline="") as f:
+        f.write(f"# {COMPARE_SCHEMA}\n")
+        diff.to_csv(f, index=False, lineterminator="\n")
+
+
+def read_comparison(path: Path | str) -> pd.DataFrame:
+    """compare.csv as written by `write_comparison`; ResultsError naming the file otherwise."""
+    path = Path(path)
+    check_schema_line(path, COMPARE_SCHEMA)
+    try:
+        return pd.read_csv(path, skiprows=1)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
+        raise ResultsError(f"{path}: not a valid comparison CSV ({e})") from e
 
 
 def _num(value, fmt: str) -> str:

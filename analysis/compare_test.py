@@ -4,9 +4,10 @@ import shutil
 import pytest
 
 from analysis.analyze import analyze
-from analysis.compare import compare, compare_sweeps
+from analysis.compare import compare, compare_sweeps, read_comparison, write_comparison
+from analysis.errors import ResultsError
 from analysis.testdata.make_fixtures import FIXTURE_SWEEP
-from analysis.throughput import Slo
+from formats.slo import Slo
 
 
 def test_compare_with_itself_has_zero_deltas():
@@ -39,3 +40,20 @@ def test_compare_added_removed_and_changed(tmp_path):
     assert df.loc["c-0a2f4b6c8d", "presence"] == "before_only"
     assert df.loc["c-new", "presence"] == "after_only" and df.loc["c-new", "name"] == "new"
     assert df.loc["c-2c4a6e8b0d", "cost_per_hour_change"] == pytest.approx(1.0)
+
+
+def test_comparison_file_round_trips_and_carries_its_schema(tmp_path):
+    df = compare_sweeps(FIXTURE_SWEEP, FIXTURE_SWEEP)
+    path = tmp_path / "compare.csv"
+    write_comparison(df, path)
+    back = read_comparison(path)
+    assert list(back.columns) == list(df.columns) and len(back) == len(df)
+    assert back["config_id"].tolist() == df["config_id"].tolist()
+    assert back["slo_rps_after"].tolist() == pytest.approx(df["slo_rps_after"].tolist(), nan_ok=True)
+
+
+def test_comparison_without_its_schema_line_is_rejected_naming_the_file(tmp_path):
+    path = tmp_path / "compare.csv"
+    compare_sweeps(FIXTURE_SWEEP, FIXTURE_SWEEP).to_csv(path, index=False)  # the old, unversioned file
+    with pytest.raises(ResultsError, match=r"compare\.csv: unknown schema line"):
+        read_comparison(path)

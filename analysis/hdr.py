@@ -11,13 +11,11 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from analysis.errors import ResultsError
+from formats.results import HIGHEST_US, HLOG_SCHEMA, LOWEST_US, SIGNIFICANT_FIGURES
 
-HLOG_SCHEMA = "servesweep.hlog/1"
-LOWEST_US = 1
-HIGHEST_US = 60_000_000
-SIGNIFICANT_FIGURES = 3
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
-_SCHEMA_RE = re.compile(r"^#\[(servesweep\.hlog/[^\]]*)\]")
+# a "#[servesweep.hlog/<any version>]" header line: the version is checked against HLOG_SCHEMA
+_SCHEMA_RE = re.compile(r"^#\[(" + re.escape(HLOG_SCHEMA.partition("/")[0]) + r"/[^\]]*)\]")
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,9 +10,9 @@ import pandas as pd
 
 from analysis import figures, html_page
 from analysis.analyze import Analysis, analyze
-from analysis.throughput import Slo
+from formats.results import TABLE_SCHEMA
+from formats.slo import Slo
 
-TABLE_SCHEMA = "servesweep.table/1"
 SUMMARY_COLUMNS = [("name", "config", None), ("valid", "valid", None), ("slo_rps", "req/s in SLO", "{:.1f}"),
                    ("p99_ms_at_slo", "p99 ms @SLO", "{:.0f}"), ("cost_per_hour", "USD/h", "{:.4f}"),
                    ("cost_per_day", "USD/24h", "{:.2f}"), ("usd_per_million", "USD/1M req", "{:.2f}"),

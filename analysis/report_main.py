@@ -3,48 +3,22 @@
 
 from __future__ import annotations
 
-import re
 import sys
 
 import click
 
-from analysis.compare import compare_with_baseline, format_comparison
+from analysis.compare import compare_with_baseline, format_comparison, write_comparison
 from analysis.errors import ResultsError
 from analysis.report import build_report
+from formats import units
 from tools.python.runpath import user_path
-
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*$")
-
-
-def parse_duration_ms(text: str) -> float:
-    """'1s' -> 1000.0, '250ms' -> 250.0, '0.5' -> 500.0 (bare numbers are seconds)."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 1s, 250ms)")
-    value, unit = float(m.group(1)), m.group(2) or "s"
-    ms = value * {"ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
-    if ms <= 0:
-        raise ValueError(f"duration must be positive: {text!r}")
-    return ms
-
-
-def parse_fraction(text: str) -> float:
-    """'1%' -> 0.01, '0.5%' -> 0.005, '0.01' -> 0.01."""
-    t = text.strip()
-    try:
-        value = float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
-    except ValueError:
-        raise ValueError(f"not a rate: {text!r} (use e.g. 1% or 0.01)") from None
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"error rate must be in [0, 100%): {text!r}")
-    return value
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("results_dir")
 @click.option("--pricing", "pricing", default=None, metavar="CSV",
               help="Pricing CSV (servesweep.pricing/1); default: bundled GCP E2 us-central1 rates.")
-@click.option("--slo-p99", default="1s", show_default=True, help="p99 latency bound (e.g. 1s, 250ms).")
+@click.option("--slo-p99", default="1s", show_default=True, help=f"p99 latency bound: {units.DURATION_HELP}.")
 @click.option("--slo-errors", default="1%", show_default=True, help="Error-rate bound (e.g. 1%, 0.005).")
 @click.option("--target-rps", type=float, default=None, help="Traffic to serve; recommend the cheapest way.")
 @click.option("--out", "out", default=None, metavar="DIR", help="Report directory [default: RESULTS_DIR/report].")
@@ -54,7 +28,7 @@ def main(results_dir: str, pricing: str | None, slo_p99: str, slo_errors: str, t
          out: str | None, baseline: str | None) -> None:
     """Analyse RESULTS_DIR (a sweep or one run) and write index.html, summary.md, table.csv, figures/."""
     try:
-        p99_ms, err = parse_duration_ms(slo_p99), parse_fraction(slo_errors)
+        p99_ms, err = units.parse_duration_ms(slo_p99, positive=True), units.parse_fraction(slo_errors)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     if target_rps is not None and target_rps <= 0:
@@ -67,7 +41,7 @@ def main(results_dir: str, pricing: str | None, slo_p99: str, slo_errors: str, t
         diff = None
         if baseline:
             diff = compare_with_baseline(user_path(baseline), report.analysis)
-            diff.to_csv(out_dir / "compare.csv", index=False)
+            write_comparison(diff, out_dir / "compare.csv")
     except (ResultsError, ValueError) as e:
         click.echo(f"report: error: {e}", err=True)
         sys.exit(2)

@@ -10,18 +10,17 @@ from typing import Any
 import pandas as pd
 
 from analysis.errors import ResultsError
+from formats.results import (
+    HLOG_FILES,
+    RUN_FILE,
+    RUN_SCHEMA,
+    SERIES_COLUMNS,
+    SERIES_FILE,
+    SERIES_SCHEMA,
+    SWEEP_FILE,
+    SWEEP_SCHEMA,
+)
 
-RUN_SCHEMA = "servesweep.run/1"
-SERIES_SCHEMA = "servesweep.series/1"
-SWEEP_SCHEMA = "servesweep.sweep/1"
-RUN_FILE = "run.json"
-SERIES_FILE = "series.csv"
-LATENCY_LOG = "latency.hlog"
-UNCORRECTED_LOG = "latency_uncorrected.hlog"
-
-SERIES_COLUMNS = ("t_s", "target_rps", "scheduled", "sent", "ok", "errors", "dropped",
-                  "error_classes", "in_flight", "p50_ms", "p90_ms", "p99_ms", "max_ms",
-                  "send_lag_p99_ms")
 _RUN_KEYS = ("config", "profile", "started_at", "duration_s", "totals", "validity")
 
 
@@ -97,14 +96,19 @@ def _read_json(path: Path, schema: str) -> dict[str, Any]:
     return data
 
 
-def read_series(path: Path) -> pd.DataFrame:
-    """series.csv as a DataFrame (one row per second), checked against schema 1."""
+def check_schema_line(path: Path, schema: str) -> None:
+    """Raise ResultsError unless the CSV at ``path`` starts with the line ``# <schema>``."""
     if not path.is_file():
         raise ResultsError(f"{path}: file missing")
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8", errors="replace") as f:
         first = f.readline().strip()
-    if first != f"# {SERIES_SCHEMA}":
-        raise ResultsError(f"{path}: unknown schema line {first!r} (expected '# {SERIES_SCHEMA}')")
+    if first != f"# {schema}":
+        raise ResultsError(f"{path}: unknown schema line {first!r} (expected '# {schema}')")
+
+
+def read_series(path: Path) -> pd.DataFrame:
+    """series.csv as a DataFrame (one row per second), checked against schema 1."""
+    check_schema_line(path, SERIES_SCHEMA)
     try:
         df = pd.read_csv(path, skiprows=1, dtype={"error_classes": str}, keep_default_na=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
@@ -136,10 +140,10 @@ def load_run(run_dir: Path | str) -> Run:
     if not isinstance(record["validity"], dict) or not isinstance(record["totals"], dict):
         raise ResultsError(f"{run_path}: 'validity' and 'totals' must be objects")
     series = read_series(run_dir / SERIES_FILE)
-    latency = run_dir / LATENCY_LOG
+    latency = run_dir / HLOG_FILES["corrected"]
     if not latency.is_file():
         raise ResultsError(f"{latency}: file missing")
-    uncorrected = run_dir / UNCORRECTED_LOG
+    uncorrected = run_dir / HLOG_FILES["uncorrected"]
     return Run(dir=run_dir, record=record, series=series, latency_log=latency,
                uncorrected_log=uncorrected if uncorrected.is_file() else None)
 
@@ -149,7 +153,7 @@ def load_results(results_dir: Path | str) -> Results:
     root = Path(results_dir)
     if not root.is_dir():
         raise ResultsError(f"{root}: results directory missing")
-    sweep_path = root / "sweep.json"
+    sweep_path = root / SWEEP_FILE
     sweep = _read_json(sweep_path, SWEEP_SCHEMA) if sweep_path.exists() else None
     if (root / RUN_FILE).exists():
         return Results(root=root, runs=(load_run(root),), sweep=sweep)
@@ -157,7 +161,7 @@ def load_results(results_dir: Path | str) -> Results:
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
         if (sub / RUN_FILE).exists():
             runs.append(load_run(sub))
-        elif (sub / SERIES_FILE).exists() or (sub / LATENCY_LOG).exists():
+        elif (sub / SERIES_FILE).exists() or (sub / HLOG_FILES["corrected"]).exists():
             raise ResultsError(f"{sub / RUN_FILE}: file missing (the directory holds other result files)")
     if not runs:
         raise ResultsError(f"{root}: no runs found (expected {RUN_FILE} here or in its subdirectories)")

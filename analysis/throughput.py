@@ -9,22 +9,9 @@ import pandas as pd
 from hdrh.histogram import HdrHistogram
 
 from analysis import hdr
+from formats.slo import Slo
 
 WINDOW_S = 10
-
-
-@dataclass(frozen=True)
-class Slo:
-    """Latency bound on the corrected p99 (milliseconds, lower is better) and error-rate bound."""
-
-    p99_ms: float = 1000.0
-    error_rate: float = 0.01
-
-    def __post_init__(self) -> None:
-        if not (self.p99_ms > 0 and math.isfinite(self.p99_ms)):
-            raise ValueError(f"SLO p99 must be a positive number of milliseconds, got {self.p99_ms!r}")
-        if not 0.0 <= self.error_rate < 1.0:
-            raise ValueError(f"SLO error rate must be in [0, 1), got {self.error_rate!r}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -3,7 +3,8 @@ import pytest
 from analysis import hdr
 from analysis.results import load_run
 from analysis.testdata.make_fixtures import Second, write_run
-from analysis.throughput import Slo, sustained_throughput
+from analysis.throughput import sustained_throughput
+from formats.slo import Slo
 
 
 def run_of(tmp_path, seconds, *, warmup_s=0.0, duration=None):

@@ -15,9 +15,8 @@ from collections import Counter
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-LOWEST_US = 1
-HIGHEST_US = 60_000_000
-SIGNIFICANT_FIGURES = 3
+from formats.results import HIGHEST_US, LOWEST_US, SIGNIFICANT_FIGURES
+
 HISTOGRAMS = ("corrected", "uncorrected", "send_lag")
 
 

@@ -16,17 +16,21 @@ from collections import Counter
 
 from hdrh.log import HistogramLogWriter
 
+from formats.results import (
+    HIGHEST_US,
+    HLOG_FILES,
+    HLOG_SCHEMA,
+    LOWEST_US,
+    RUN_FILE,
+    RUN_SCHEMA,
+    SERIES_COLUMNS,
+    SERIES_FILE,
+    SERIES_SCHEMA,
+    TOOL,
+)
 from loadgen import recorder
 from loadgen.recorder import Interval
 
-RUN_SCHEMA = "servesweep.run/1"
-SERIES_SCHEMA = "servesweep.series/1"
-HLOG_SCHEMA = "servesweep.hlog/1"
-TOOL = {"name": "servesweep", "version": "0.1.0"}
-SERIES_COLUMNS = ("t_s", "target_rps", "scheduled", "sent", "ok", "errors", "dropped",
-                  "error_classes", "in_flight", "p50_ms", "p90_ms", "p99_ms", "max_ms",
-                  "send_lag_p99_ms")
-HLOG_FILES = {"corrected": "latency.hlog", "uncorrected": "latency_uncorrected.hlog"}
 SEND_RATE_TOLERANCE = 0.01
 
 
@@ -101,7 +105,7 @@ def judge(*, totals: dict, send_lag_p99_ms: float | None, send_lag_bound_ms: flo
                        f" ({send_lag_rule}): the generator fell behind its schedule")
     lost = {k: v for k, v in out_of_range.items() if v}
     if lost:
-        reasons.append("values outside the histogram range (1 us - 60 s): "
+        reasons.append(f"values outside the histogram range ({LOWEST_US} us - {HIGHEST_US / 1e6:g} s): "
                        + ", ".join(f"{k} {v}" for k, v in sorted(lost.items())))
     return {"valid": not reasons, "reasons": reasons,
             "send_lag_bound_ms": (None if send_lag_bound_ms is None
@@ -121,12 +125,12 @@ class ResultsWriter:
         self.totals = Interval(0)
         self.out_of_range: Counter = Counter()
         self.last_t = 0
-        self.run_path = os.path.join(out_dir, "run.json")
+        self.run_path = os.path.join(out_dir, RUN_FILE)
         write_json_atomic(self.run_path, self._record(
             ended=None, duration_s=0.0, complete=False,
             validity={"valid": False, "reasons": ["run did not finish"]}))
         # open for the whole run (closed in close()): appended and flushed every second
-        self._series = open(os.path.join(out_dir, "series.csv"), "w", newline="",  # noqa: SIM115
+        self._series = open(os.path.join(out_dir, SERIES_FILE), "w", newline="",  # noqa: SIM115
                             encoding="utf-8")
         self._series.write(f"# {SERIES_SCHEMA}\n")
         self._csv = csv.writer(self._series, lineterminator="\n")
@@ -193,7 +197,7 @@ class ResultsWriter:
         h = self.header
         return {
             "schema": RUN_SCHEMA,
-            "tool": TOOL,
+            "tool": dict(TOOL),
             "config": h.get("config"),
             "server": h.get("server"),
             "profile": h.get("profile"),

@@ -24,10 +24,24 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogWriter
 
+from formats.results import (
+    HIGHEST_US,
+    HLOG_FILES,
+    HLOG_SCHEMA,
+    LOWEST_US,
+    RUN_FILE,
+    RUN_SCHEMA,
+    SERIES_COLUMNS,
+    SERIES_FILE,
+    SERIES_SCHEMA,
+    SIGNIFICANT_FIGURES,
+    SWEEP_FILE,
+    SWEEP_SCHEMA,
+    TOOL,
+)
+
 FIXTURE_SWEEP = Path(os.path.abspath(__file__)).parent / "sweep"  # the committed sweep
 START_EPOCH = 1795532400.0  # 2026-11-24T15:00:00Z
-SERIES_COLUMNS = ["t_s", "target_rps", "scheduled", "sent", "ok", "errors", "dropped", "error_classes",
-                  "in_flight", "p50_ms", "p90_ms", "p99_ms", "max_ms", "send_lag_p99_ms"]
 
 
 @dataclass
@@ -47,7 +61,7 @@ def iso(epoch: float) -> str:
 
 
 def _hist(values_ms: Sequence[float]) -> HdrHistogram:
-    h = HdrHistogram(1, 60_000_000, 3)
+    h = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
     for v in values_ms:
         h.record_value(max(1, round(v * 1000.0)))
     return h
@@ -77,20 +91,19 @@ def _open_log(path: Path, name: str, schema: str) -> HistogramLogWriter:
 def write_run(out_dir: Path | str, seconds: Sequence[Second], *, config: dict[str, Any] | None,
               warmup_s: float = 0.0, valid: bool = True, reasons: Sequence[str] = (),
               complete: bool = True, server: dict[str, Any] | None = None,
-              profile: dict[str, Any] | None = None, hlog_schema: str = "servesweep.hlog/1") -> dict[str, Any]:
+              profile: dict[str, Any] | None = None, hlog_schema: str = HLOG_SCHEMA) -> dict[str, Any]:
     """Write run.json, series.csv and both hlogs for `seconds`; returns the run record."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     duration = float(len(seconds))
-    logs = {"corrected": _open_log(out / "latency.hlog", "corrected", hlog_schema),
-            "uncorrected": _open_log(out / "latency_uncorrected.hlog", "uncorrected", hlog_schema)}
+    logs = {name: _open_log(out / filename, name, hlog_schema) for name, filename in HLOG_FILES.items()}
     totals = {"scheduled": 0, "sent": 0, "ok": 0, "errors": 0}
     classes: dict[str, int] = {"connect": 0, "dropped": 0, "timeout": 0}
     run_hists = {"corrected": _hist([]), "uncorrected": _hist([])}
     all_ms: list[float] = []
     lag_max = 0.0
-    with (out / "series.csv").open("w", newline="", encoding="utf-8") as f:
-        f.write("# servesweep.series/1\n")
+    with (out / SERIES_FILE).open("w", newline="", encoding="utf-8") as f:
+        f.write(f"# {SERIES_SCHEMA}\n")
         wr = csv.writer(f, lineterminator="\n")
         wr.writerow(SERIES_COLUMNS)
         for s in seconds:
@@ -120,8 +133,8 @@ def write_run(out_dir: Path | str, seconds: Sequence[Second], *, config: dict[st
     for w in logs.values():
         w.close()
     record = {
-        "schema": "servesweep.run/1",
-        "tool": {"name": "servesweep", "version": "0.1.0"},
+        "schema": RUN_SCHEMA,
+        "tool": dict(TOOL),
         "config": config,
         "server": server or {"kind": "local", "version": "0.1.0", "argv": [], "image_digest": None},
         "profile": profile or {"kind": "ramp", "arrivals": "uniform", "seed": 0, "duration_s": duration,
@@ -143,7 +156,7 @@ def write_run(out_dir: Path | str, seconds: Sequence[Second], *, config: dict[st
         "out_of_range": {"latency": 0, "uncorrected": 0, "send_lag": 0},
         "validity": {"valid": valid, "reasons": list(reasons)},
     }
-    (out / "run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    (out / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record
 
 
@@ -213,12 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for s in seconds:
                 s.send_lag_ms = 7.9
         write_run(dest / cid, seconds, config=cfg, warmup_s=5.0, valid=valid, reasons=reasons, server=server)
-    sweep = {"schema": "servesweep.sweep/1", "sweep_id": "fixture-seed-shapes",
+    sweep = {"schema": SWEEP_SCHEMA, "sweep_id": "fixture-seed-shapes",
              "spec": {"name": "seed-shapes", "note": "committed analysis fixture"},
              "slo": {"p99_ms": 1000.0, "error_rate": 0.01}, "configs": configs,
-             "tool": {"name": "servesweep", "version": "0.1.0"}, "lock_sha256": "0" * 64,
+             "tool": dict(TOOL), "lock_sha256": "0" * 64,
              "git_commit": "fixture", "host": {"hostname": "fixture", "cpus": 2}}
-    (dest / "sweep.json").write_text(json.dumps(sweep, indent=2) + "\n", encoding="utf-8")
+    (dest / SWEEP_FILE).write_text(json.dumps(sweep, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {len(configs)} runs to {dest}")
     return 0
 

@@ -1,0 +1,37 @@
+"""The result files' contract (docs/results-format.md, schema version 1), defined once.
+
+The writers (loadgen, the sweep) and the readers (analysis) import these names, so a
+file's name, schema or columns cannot drift between the side that writes it and the
+side that reads it. Standard library only: importing this pulls in nothing else.
+"""
+
+from __future__ import annotations
+
+TOOL = {"name": "servesweep", "version": "0.1.0"}  # run.json's and sweep.json's "tool"
+
+# Schema names: the "schema" key of a JSON file, the first line "# <schema>" of a CSV,
+# a "#[<schema>]" comment in an HdrHistogram log's header.
+RUN_SCHEMA = "servesweep.run/1"
+SERIES_SCHEMA = "servesweep.series/1"
+HLOG_SCHEMA = "servesweep.hlog/1"
+SERVER_METRICS_SCHEMA = "servesweep.server_metrics/1"
+STATUS_SCHEMA = "servesweep.status/1"
+WARMUP_SCHEMA = "servesweep.warmup/1"
+SWEEP_SCHEMA = "servesweep.sweep/1"
+TABLE_SCHEMA = "servesweep.table/1"  # report/table.csv
+COMPARE_SCHEMA = "servesweep.compare/1"  # report/compare.csv
+
+# File names inside a sweep directory and a run (config) directory.
+SWEEP_FILE = "sweep.json"
+RUN_FILE = "run.json"
+SERIES_FILE = "series.csv"
+HLOG_FILES = {"corrected": "latency.hlog", "uncorrected": "latency_uncorrected.hlog"}
+
+SERIES_COLUMNS = ("t_s", "target_rps", "scheduled", "sent", "ok", "errors", "dropped",
+                  "error_classes", "in_flight", "p50_ms", "p90_ms", "p99_ms", "max_ms",
+                  "send_lag_p99_ms")
+
+# Every latency histogram, written or read: integer microseconds, 1 us - 60 s, 3 digits.
+LOWEST_US = 1
+HIGHEST_US = 60_000_000
+SIGNIFICANT_FIGURES = 3
