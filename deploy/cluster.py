@@ -224,6 +224,12 @@ class ClusterBackend:
         }
         return Target(base_urls=(base,), model_name=model, identity=identity)
 
+    def problems(self) -> list[str]:
+        """What went wrong without stopping the measurement: a port-forward that died."""
+        if self._forward is not None and self._forward.poll() is not None:
+            return [f"kubectl port-forward exited with code {self._forward.returncode}"]
+        return []
+
     def teardown(self) -> None:
         self._stop_forward()
         errors = []

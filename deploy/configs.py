@@ -11,7 +11,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from formats.slo import Slo
 from serving.config import ServingConfig
+
+__all__ = ["ClusterOptions", "Config", "NodeShape", "Slo", "SpecError", "Sweep", "config_id"]
 
 
 class SpecError(ValueError):
@@ -38,15 +41,6 @@ class NodeShape:
             "nodes": self.nodes,
             "pricing": self.pricing,
         }
-
-
-@dataclasses.dataclass(frozen=True)
-class Slo:
-    p99_ms: float = 1000.0
-    error_rate: float = 0.01
-
-    def to_dict(self) -> dict[str, float]:
-        return {"p99_ms": self.p99_ms, "error_rate": self.error_rate}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +91,9 @@ class Sweep:
     cluster: ClusterOptions = ClusterOptions()
     image_note: str = ""  # why the image is not pinned, if it is not
     source: str = ""
+    # the spec's `load:` section as given: the generator's options (loadgen.options reads
+    # them; deploy does not know them), not part of any Config's identity
+    load: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def id(self) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from deploy.spec import Config
 from deploy.target import DeployError, Target
+from serving import launcher
 
 
 def available_cpus() -> tuple[int, ...]:
@@ -70,9 +71,7 @@ class LocalBackend:
             raise DeployError("a configuration is still running: call teardown() first")
         if not self.model_base_path.is_dir():
             raise DeployError(f"model base path {self.model_base_path} is not a directory")
-        launch = self._launch
-        if launch is None:
-            from serving.launcher import launch
+        launch = self._launch or launcher.launch
         sets = cpu_sets(config.replicas, config.cpu, self.cpus)
         try:
             for i, cpus in enumerate(sets):

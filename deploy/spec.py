@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 
 from deploy.configs import ClusterOptions, Config, NodeShape, Slo, SpecError, Sweep, config_id
+from formats import units
+from formats.slo import SloError
 from serving.config import ServingConfig
 from serving.image import lock as image_lock
 
@@ -50,6 +52,7 @@ TOP_LEVEL = (
     "cluster",
     "slo",
     "profile",
+    "load",
     "shapes",
     "serving",
     "batching",
@@ -77,8 +80,6 @@ NAME_ABBREV = {
     "tensorflow_intra_op_parallelism": "intra",
 }
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -129,6 +130,7 @@ class _Parser:
         cluster = self.cluster(doc.get("cluster", {}), backend)
         slo = self.slo(doc.get("slo", {}))
         profile = self.profile(doc.get("profile"))
+        load = self.mapping(doc.get("load", {}), "load")  # the generator's options: the sweep reads them
         shapes = self.shapes(doc.get("shapes"), backend, cluster)
         base_serving = self.mapping(doc.get("serving", {}), "serving")
         batchings = self.batchings(doc.get("batching", {}))
@@ -154,6 +156,7 @@ class _Parser:
             cluster=cluster,
             image_note=note,
             source=self.source,
+            load=load,
         )
 
     # --- sections ------------------------------------------------------------------------
@@ -191,23 +194,19 @@ class _Parser:
         return ClusterOptions(namespace=ns, service_type=svc, system_reserved_cpu=reserved)
 
     def slo(self, value: Any) -> Slo:
-        d = self.mapping(value, "slo")
-        unknown = sorted(set(d) - {"p99_ms", "error_rate"})
-        if unknown:
-            raise self.fail(f"slo.{unknown[0]}", "unknown field (use p99_ms, error_rate)")
-        p99 = self.positive_number(d.get("p99_ms", 1000.0), "slo.p99_ms")
-        err = d.get("error_rate", 0.01)
-        if isinstance(err, bool) or not isinstance(err, (int, float)) or not 0 <= err <= 1:
-            raise self.fail("slo.error_rate", f"must be a fraction in [0, 1], got {err!r}")
-        return Slo(p99_ms=p99, error_rate=float(err))
+        """The one SLO record (formats.slo): what the report would refuse is refused here,
+        before anything is deployed."""
+        try:
+            return Slo.from_dict(self.mapping(value, "slo"))
+        except SloError as e:
+            raise self.fail(f"slo.{e.field}", e.reason) from None
 
     def duration(self, value: Any, field: str) -> float:
-        if isinstance(value, str):
-            m = _DURATION_RE.match(value)
-            if not m:
-                raise self.fail(field, f"bad duration {value!r}: use e.g. 90s, 5m")
-            value = float(m.group(1)) * _UNIT_S[m.group(2)]
-        return self.positive_number(value, field)
+        """formats.units' grammar, as every flag uses it (a bare number is seconds)."""
+        try:
+            return units.parse_duration(value, positive=True)
+        except units.UnitError as e:
+            raise self.fail(field, str(e)) from None
 
     def profile(self, value: Any) -> dict[str, Any]:
         if value is None:

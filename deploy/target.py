@@ -43,6 +43,11 @@ class Backend(Protocol):
         """Brings ``config`` up, waits until its model answers, and returns where it is."""
         ...
 
+    def problems(self) -> list[str]:
+        """What went wrong with the deployed Config without stopping it (a replica that
+        exited mid-run, say); checked after each measurement and recorded in status.json."""
+        ...
+
     def teardown(self) -> None:
         """Removes whatever the last ``deploy`` started; safe to call twice."""
         ...

@@ -6,22 +6,13 @@ import sys
 
 import click
 
+from formats import units
+from loadgen import flags, schedule
 from loadgen import run as run_mod
-from loadgen import schedule, timekeeping, transport
-from loadgen.engine import SEND_TIMINGS, SPIN_BUDGET, SPIN_S
 from loadgen.payload import PayloadError
-from loadgen.results import LAG_SHARE
 from loadgen.run import OptionsError, Progress, RunOptions
 from loadgen.schedule import Profile, ScheduleError
 from tools.python.runpath import user_path
-
-
-def _ms(text: str) -> float:
-    """'5ms', '0.5s' or a bare number of milliseconds -> milliseconds."""
-    text = text.strip()
-    if text and (text[-1].isdigit() or text[-1] == "."):
-        return float(text)
-    return schedule.parse_duration(text) * 1000.0
 
 
 def _fmt(v) -> str:
@@ -84,52 +75,23 @@ def format_summary(record: dict, out_dir: str) -> str:
 @click.option("--arrivals", type=click.Choice(schedule.ARRIVALS), default="uniform",
               show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for poisson.")
-@click.option("--payload", "payload_spec", default="tensor", show_default=True,
-              help="tensor | b64 | file:PATH")
-@click.option("--max-in-flight", type=int, default=256, show_default=True,
-              help="Ceiling on outstanding requests; arrivals beyond it are dropped.")
-@click.option("--timeout", "timeout_text", default="30s", show_default=True,
-              help="Per-request timeout.")
-@click.option("--workers", type=int, default=1, show_default=True,
-              help="Processes splitting the schedule (each takes every N-th arrival).")
-@click.option("--max-send-lag", "max_send_lag", default=None,
-              help="Send-lag p99 above this marks the run invalid (default: "
-              f"{LAG_SHARE:.0%} of --slo-p99 if given, else of the run's corrected p50; "
-              "docs/results-format.md).")
 @click.option("--slo-p99", "slo_p99", default=None,
               help="The latency bound the run is judged against, e.g. 1s (sets the "
               "default --max-send-lag).")
-@click.option("--transport", "transport_kind", type=click.Choice(transport.TRANSPORTS),
-              default="auto", show_default=True,
-              help="fast: our HTTP/1.1 client (plain http://, no proxy); aiohttp: TLS and "
-              "proxies too, but ~10x less valid load per core (bench/loadgen); auto: fast where "
-              "it can, else aiohttp.")
-@click.option("--send-timing", type=click.Choice(SEND_TIMINGS), default="auto",
-              show_default=True,
-              help="precise: wake on a timerfd at each send time (µs accuracy, no spinning; "
-              f"Linux); spin: sleep to {SPIN_S * 1e3:g} ms before each send, then spin (µs, "
-              "burns CPU); sleep: the event loop's timer (~1 ms); auto: precise where it "
-              f"can, else spin up to {SPIN_BUDGET:.0%} of each second.")
-@click.option("--priority", type=click.Choice(timekeeping.PRIORITIES), default="auto",
-              show_default=True,
-              help="auto: with precise timing the sending thread asks for real-time "
-              f"priority (SCHED_FIFO {timekeeping.FIFO_PRIORITY}), else nice "
-              f"{timekeeping.NICE}, so a wake-up does not wait behind the server's threads; "
-              "normal: leave it. run.json says what it got.")
-@click.option("--loop", "loop_kind", type=click.Choice(run_mod.LOOPS), default="uvloop",
-              show_default=True)
+@flags.generator_flags
 @click.option("--warmup", "warmup_text", default="0s", show_default=True,
               help="Leading seconds analysis should exclude (recorded in run.json).")
 @click.option("--out", "out_dir", required=True, help="Results directory.")
 @click.option("--quiet", is_flag=True, help="No live progress line.")
 def main(targets, profile, rate, users, spawn_rate, per_user_rps, steps_text, duration,
-         arrivals, seed, payload_spec, max_in_flight, timeout_text, workers, max_send_lag,
-         slo_p99, transport_kind, send_timing, priority, loop_kind, warmup_text, out_dir, quiet):
-    """Send open-loop load to TF Serving REST targets and record CO-free latency."""
+         arrivals, seed, slo_p99, warmup_text, out_dir, quiet, **generator):
+    """Send open-loop load to TF Serving REST targets and record CO-free latency.
+
+    Durations are 250ms, 1.5s, 5m or 1h; a bare number is seconds (for every option)."""
     try:
         steps = schedule.parse_steps(steps_text) if steps_text else None
         if duration is not None:
-            duration_s = schedule.parse_duration(duration)
+            duration_s = units.parse_duration(duration, positive=True)
         elif steps:
             duration_s = sum(s for _, s in steps)
         else:
@@ -140,15 +102,13 @@ def main(targets, profile, rate, users, spawn_rate, per_user_rps, steps_text, du
                        spawn_rate=spawn_rate if profile == "ramp" else None,
                        per_user_rps=per_user_rps if profile == "ramp" else None,
                        steps=steps if profile == "steps" else None)
-        if payload_spec.startswith("file:"):
-            payload_spec = "file:" + str(user_path(payload_spec[len("file:"):]))
-        options = RunOptions(
-            targets=tuple(targets), profile=prof, payload=payload_spec,
-            max_in_flight=max_in_flight, timeout_s=schedule.parse_duration(timeout_text),
-            workers=workers, max_send_lag_ms=_ms(max_send_lag) if max_send_lag else None,
-            slo_latency_ms=_ms(slo_p99) if slo_p99 else None, transport=transport_kind,
-            loop=loop_kind, warmup_s=schedule.parse_duration(warmup_text),
-            send_timing=send_timing, priority=priority)
+        given = flags.pop_generator_flags(generator)
+        if given.get("--payload", "").startswith("file:"):
+            given["--payload"] = "file:" + str(user_path(given["--payload"][len("file:"):]))
+        options = RunOptions.of(
+            flags.resolve(given), targets=tuple(targets), profile=prof,
+            slo_latency_ms=units.parse_duration_ms(slo_p99, positive=True) if slo_p99 else None,
+            warmup_s=units.parse_duration(warmup_text))
         choice = run_mod.choose_transport(options)
     except (ScheduleError, OptionsError, PayloadError, ValueError) as e:
         raise click.UsageError(str(e)) from None

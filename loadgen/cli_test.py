@@ -55,10 +55,24 @@ def test_progress_and_summary_lines():
     assert "valid: NO — send lag p99 9 ms exceeds 5 ms" in text
 
 
-def test_ms_option_parsing():
-    assert cli._ms("5") == 5.0
-    assert cli._ms("5ms") == pytest.approx(5.0)
-    assert cli._ms("0.01s") == pytest.approx(10.0)
+def test_generator_flags_follow_the_one_declaration(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run(options, out_dir, **kw):  # record what would run; send nothing
+        seen["options"] = options
+        raise OSError("stop here")
+
+    monkeypatch.setattr(cli.run_mod, "run", fake_run)
+    args = ["--target", "http://127.0.0.1:9/v1/models/m:predict", "--rate", "10", "--quiet",
+            "--out", str(tmp_path)]
+    CliRunner().invoke(cli.main, [*args, "--max-send-lag", "2ms", "--timeout", "1.5", "--slo-p99", "1s"])
+    o = seen["options"]
+    # a bare number is seconds, for every duration flag; defaults come from GeneratorOptions
+    assert (o.max_send_lag_ms, o.timeout_s, o.slo_latency_ms) == (2.0, 1.5, 1000.0)
+    assert o.payload == "b64" and o.max_in_flight == 256
+    bad = CliRunner().invoke(cli.main, [*args, "--max-send-lag", "soon"])
+    assert bad.exit_code == 2 and "--max-send-lag: bad duration 'soon'" in bad.output
+    assert "[default: b64]" in CliRunner().invoke(cli.main, ["--help"]).output
 
 
 def test_auto_transport_says_what_it_chose_for_tls(tmp_path, monkeypatch):

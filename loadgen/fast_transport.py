@@ -5,7 +5,7 @@ time, a pool of at most ``max_in_flight`` connections, a per-request timeout tha
 includes connecting), with a fraction of its per-request Python work: the request
 is one ``write`` of bytes built once per target, and the response is parsed in C by
 llhttp (httptools): status line, headers, Content-Length, chunked and close-delimited
-bodies. Plain http:// only, no proxies: ``transport.choose`` sends the rest to aiohttp.
+bodies. Plain http:// only, no proxies: ``transports.choose`` sends the rest to aiohttp.
 
 Outcomes: a connection refused, reset or closed before the response ended is
 `connect`; a response that breaks HTTP's rules is `protocol`; no complete response
@@ -19,6 +19,8 @@ import re
 from urllib.parse import urlsplit
 
 import httptools
+
+from loadgen.transport import status_class
 
 PREWARM_TIMEOUT_S = 2.0
 # a response head that frames its body (otherwise the body ends when the connection closes)
@@ -89,7 +91,7 @@ class _Connection(asyncio.Protocol):
         else:
             self.pool._finished(self)
         if done is not None:
-            done(None if 200 <= status < 300 else f"http_{status}")
+            done(status_class(status))
 
     def connection_lost(self, exc) -> None:
         if self.done is not None and exc is None and self._ends_at_close():

@@ -19,6 +19,7 @@ import zlib
 import numpy as np
 
 KINDS = ("tensor", "b64", "file")
+DEFAULT_PAYLOAD = "b64"  # every entry point's default (loadgen.options)
 IMAGE_SIZE = 224
 
 

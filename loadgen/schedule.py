@@ -10,34 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Iterator
 
 import numpy as np
 
+from formats import units
+
 KINDS = ("ramp", "constant", "steps")
 ARRIVALS = ("uniform", "poisson")
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
 class ScheduleError(ValueError):
     """A profile that cannot be turned into a schedule (message says why)."""
-
-
-def parse_duration(text: str | float | int) -> float:
-    """'30s', '5m', '250ms', '1.5h' or a bare number of seconds -> seconds."""
-    if isinstance(text, (int, float)):
-        value = float(text)
-    else:
-        match = _DURATION_RE.match(str(text))
-        if not match:
-            raise ScheduleError(f"bad duration {text!r}: use e.g. 30s, 5m, 250ms")
-        value = float(match.group(1)) * _UNIT_S[match.group(2)]
-    if not math.isfinite(value) or value < 0:
-        raise ScheduleError(f"bad duration {text!r}: must be a finite number >= 0")
-    return value
 
 
 def parse_steps(text: str) -> tuple[tuple[float, float], ...]:
@@ -56,7 +39,10 @@ def parse_steps(text: str) -> tuple[tuple[float, float], ...]:
             raise ScheduleError(f"bad step rate {rate_text!r} in {part!r}") from None
         if not math.isfinite(rate) or rate < 0:
             raise ScheduleError(f"bad step rate {rate_text!r}: must be >= 0")
-        steps.append((rate, parse_duration(dur_text)))
+        try:
+            steps.append((rate, units.parse_duration(dur_text)))
+        except units.UnitError as e:
+            raise ScheduleError(f"bad step {part!r}: {e}") from None
     if not steps:
         raise ScheduleError(f"no steps in {text!r}: expected e.g. 50:60s,100:60s")
     return tuple(steps)

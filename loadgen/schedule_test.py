@@ -10,20 +10,6 @@ def _all(p):
     return np.concatenate(chunks) if chunks else np.array([])
 
 
-@pytest.mark.parametrize(
-    "text, seconds",
-    [("30s", 30.0), ("5m", 300.0), ("250ms", 0.25), ("1.5h", 5400.0), ("12", 12.0), (7, 7.0)],
-)
-def test_parse_duration(text, seconds):
-    assert schedule.parse_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("text", ["", "abc", "-1s", "3 days", "1x"])
-def test_parse_duration_rejects(text):
-    with pytest.raises(ScheduleError):
-        schedule.parse_duration(text)
-
-
 def test_parse_steps():
     assert schedule.parse_steps("50:60s,100:1m") == ((50.0, 60.0), (100.0, 60.0))
     for bad in ["", "50", "x:1s", "-5:1s", "5:1x"]:

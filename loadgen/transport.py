@@ -1,6 +1,7 @@
-"""The engine's one-method view of the network, and an in-process fake.
+"""The engine's one-method view of the network, its outcomes, and an in-process fake.
 
-A transport sends the run's one request body to target ``i`` and says how it went:
+What every transport shares (the real ones import it; ``transports`` picks and builds
+them). A transport sends the run's one request body to target ``i`` and says how it went:
 ``None`` for a 2xx response (body read to the end), otherwise an error class from
 docs/results-format.md (``http_<status>``, ``timeout``, ``connect``, ``protocol``).
 Errors are data, never exceptions.
@@ -9,13 +10,8 @@ Errors are data, never exceptions.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import urllib.request
 from collections.abc import Callable
 from typing import Protocol
-from urllib.parse import urlsplit
-
-TRANSPORTS = ("auto", "fast", "aiohttp")  # auto: fast for http:// without a proxy, else aiohttp
 
 
 class Transport(Protocol):
@@ -34,6 +30,7 @@ class Transport(Protocol):
 
 
 def status_class(status: int) -> str | None:
+    """The outcome of a response with HTTP status ``status``: ``None`` (2xx) or ``http_<status>``."""
     return None if 200 <= status < 300 else f"http_{status}"
 
 
@@ -67,77 +64,3 @@ class FakeTransport:
 
     async def close(self) -> None:
         self.closed = True
-
-
-class TransportError(ValueError):
-    """A transport that cannot reach these targets (message says why and what to use)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Choice:
-    """The transport a run uses, why, and the HTTP proxy (if any) per target."""
-
-    kind: str  # fast | aiohttp
-    reason: str
-    proxies: tuple[str | None, ...]
-
-    def record(self) -> dict:
-        return {"transport": self.kind, "transport_reason": self.reason}
-
-
-def _proxy_for(url: str, environ_proxies: dict[str, str]) -> str | None:
-    """The proxy the environment (http_proxy/https_proxy, no_proxy) sets for ``url``."""
-    parts = urlsplit(url)
-    proxy = environ_proxies.get(parts.scheme)
-    if not proxy:
-        return None
-    host = parts.netloc.rsplit("@", 1)[-1]
-    if urllib.request.proxy_bypass_environment(host, environ_proxies):
-        return None
-    return proxy
-
-
-def choose(requested: str, urls: tuple[str, ...]) -> Choice:
-    """Resolve ``auto`` and check that the requested transport can reach ``urls``.
-
-    The fast transport speaks plain HTTP/1.1 straight to the target: https:// targets
-    (TLS) and targets behind an HTTP proxy (from the environment) need aiohttp.
-    """
-    if requested not in TRANSPORTS:
-        raise TransportError(f"unknown transport {requested!r}: use one of {', '.join(TRANSPORTS)}")
-    environ_proxies = urllib.request.getproxies_environment()
-    proxies = tuple(_proxy_for(u, environ_proxies) for u in urls)
-    tls = sorted({u for u in urls if urlsplit(u).scheme == "https"})
-    proxied = sorted({p for p in proxies if p})
-    if requested == "aiohttp":
-        reason = "asked for (--transport aiohttp)"
-        if proxied:
-            reason += f"; through the proxy {', '.join(proxied)} (from the environment)"
-        return Choice("aiohttp", reason, proxies)
-    if tls or proxied:
-        why = (f"https:// targets need TLS ({tls[0]})" if tls else
-               f"the environment's HTTP proxy {proxied[0]} applies to the targets (see no_proxy)")
-        if requested == "fast":
-            raise TransportError(f"the fast transport speaks plain HTTP/1.1 with no proxy, but {why}: "
-                                 "use --transport aiohttp (or auto)")
-        return Choice("aiohttp", f"auto: {why}, which only the aiohttp transport supports", proxies)
-    if requested == "fast":
-        return Choice("fast", "asked for (--transport fast)", proxies)
-    return Choice("fast", "auto: plain http:// targets, no proxy", proxies)
-
-
-def make(choice: Choice, *, urls: tuple[str, ...], body: bytes, content_type: str,
-         max_in_flight: int, timeout_s: float, prewarm: int = 0) -> Transport:
-    """Build the chosen transport (imports its module only when used). ``prewarm``:
-    connections per target to open before the run (the fast transport's)."""
-    if choice.kind == "aiohttp":
-        from loadgen import aiohttp_transport
-
-        return aiohttp_transport.AiohttpTransport(
-            urls, body, content_type, max_in_flight=max_in_flight, timeout_s=timeout_s,
-            proxies=choice.proxies)
-    from loadgen import fast_transport  # choose() makes only "aiohttp" and "fast"
-
-    return fast_transport.FastTransport(
-        urls, body, content_type, max_in_flight=max_in_flight, timeout_s=timeout_s,
-        prewarm=prewarm)

@@ -15,20 +15,19 @@ import signal
 import time
 
 from loadgen import hostcpu
+from loadgen.aggregate import Aggregator
 from loadgen.engine import merge_scheduler
+from loadgen.launch import START_LEAD_S, make_engine, new_loop
 from loadgen.recorder import Interval
 from loadgen.results import ResultsWriter
 
-START_LEAD_S = 0.3
 READY_TIMEOUT_S = 60.0
 
 
 def _worker_main(options, choice, body, index, q, go, t0_value, stop_flag) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from loadgen import run as run_mod
-
     try:
-        engine = run_mod.make_engine(options, choice, body, lambda iv: q.put(
+        engine = make_engine(options, choice, body, lambda iv: q.put(
             ("interval", index, iv.to_wire())), worker_index=index)
         async def main():
             stop = asyncio.Event()
@@ -44,7 +43,7 @@ def _worker_main(options, choice, body, index, q, go, t0_value, stop_flag) -> No
             finally:
                 watcher.cancel()
 
-        with asyncio.Runner(loop_factory=lambda: run_mod.new_loop(options.loop)) as runner:
+        with asyncio.Runner(loop_factory=lambda: new_loop(options.loop)) as runner:
             runner.run(engine.open())  # connections first: the schedule's origin comes after
             q.put(("ready", index, None))
             go.wait()
@@ -58,9 +57,8 @@ def _worker_main(options, choice, body, index, q, go, t0_value, stop_flag) -> No
         q.put(("failed", index, f"{type(e).__name__}: {e}"))
 
 
-def run_workers(options, choice, body, out_dir, header, aggregator_cls, on_progress):
-    from loadgen.run import RunResult
-
+def run_workers(options, choice, body, out_dir, header, on_progress) -> dict:
+    """``options.workers`` engines in worker processes; returns run.json's record."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     go, stop_flag = ctx.Event(), ctx.Event()
@@ -95,7 +93,7 @@ def run_workers(options, choice, body, out_dir, header, aggregator_cls, on_progr
         t0_value.value = time.monotonic() + START_LEAD_S
         started = time.time() + START_LEAD_S
         writer = ResultsWriter(out_dir, header, started)
-        agg = aggregator_cls(writer, options.profile, on_progress)
+        agg = Aggregator(writer, options.profile, on_progress)
         go.set()
         pending: dict[int, tuple[Interval, set]] = {}
         reported: dict[int, int] = {i: 0 for i in range(n)}  # last second each sent
@@ -136,14 +134,13 @@ def run_workers(options, choice, body, out_dir, header, aggregator_cls, on_progr
         schedulers = [d["scheduler"] for d in finished.values() if d]
         cpu = hostcpu.usage(cpu_before, hostcpu.snapshot(), extra_ours_s=sum(
             d["cpu_s"] for d in finished.values() if d))
-        record = writer.finish(ended_at_epoch=started + elapsed, elapsed_s=elapsed,
-                               complete=not stopped and not failures,
-                               max_send_lag_ms=options.max_send_lag_ms,
-                               slo_latency_ms=options.slo_latency_ms,
-                               warmup_s=options.warmup_s, extra_reasons=failures,
-                               scheduler=merge_scheduler(schedulers) if schedulers else None,
-                               host_cpu=cpu.record() if cpu else None)
-        return RunResult(out_dir, record)
+        return writer.finish(ended_at_epoch=started + elapsed, elapsed_s=elapsed,
+                             complete=not stopped and not failures,
+                             max_send_lag_ms=options.max_send_lag_ms,
+                             slo_latency_ms=options.slo_latency_ms,
+                             warmup_s=options.warmup_s, extra_reasons=failures,
+                             scheduler=merge_scheduler(schedulers) if schedulers else None,
+                             host_cpu=cpu.record() if cpu else None)
     finally:
         stop_flag.set()
         go.set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from loadgen.sweep import Event, SweepOutcome
+from sweep.loop import Event, SweepOutcome
 
 
 def duration_text(seconds: float | None) -> str:
@@ -13,10 +13,6 @@ def duration_text(seconds: float | None) -> str:
         return "?"
     seconds = round(seconds)
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
-def slo_text(slo) -> str:
-    return f"p99 <= {slo.p99_ms:g} ms, errors <= {slo.error_rate * 100:g}%"
 
 
 def _ms(value: float | None) -> str:

@@ -16,14 +16,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from deploy.spec import Config, Sweep
+from deploy.target import Backend, Target
+from formats.results import RUN_FILE, STATUS_SCHEMA, SWEEP_FILE, SWEEP_SCHEMA, TOOL
 from loadgen import payload as payload_mod
-from loadgen import provenance, scrape
+from loadgen.options import GeneratorOptions
 from loadgen.run import Progress, RunOptions, run
 from loadgen.schedule import Profile
-from loadgen.warmup import WarmupOptions, warm_up
+from sweep import provenance, scrape
+from sweep.warmup import WarmupOptions, warm_up
 
-STATUS_SCHEMA = "servesweep.status/1"
-SWEEP_SCHEMA = "servesweep.sweep/1"
 PHASES = ("deploying", "warming up", "loading", "tearing down")
 
 
@@ -34,10 +36,7 @@ class SweepError(RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class SweepOptions:
     out_dir: Path
-    payload: str = "tensor"
-    max_in_flight: int = 256
-    timeout_s: float = 30.0
-    transport: str = "auto"  # the generator's HTTP client (loadgen.transport.TRANSPORTS)
+    load: GeneratorOptions = dataclasses.field(default_factory=GeneratorOptions)  # flags > spec load: > defaults
     force: bool = False
     warmup: WarmupOptions = dataclasses.field(default_factory=WarmupOptions)
     lock_path: Path | None = None
@@ -100,7 +99,7 @@ def read_status(config_dir: Path) -> dict | None:
 
 def is_complete(config_dir: Path) -> bool:
     status = read_status(config_dir)
-    return bool(status and status["status"] == "done" and (config_dir / "run.json").is_file())
+    return bool(status and status["status"] == "done" and (config_dir / RUN_FILE).is_file())
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -109,7 +108,7 @@ def _write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
-def sweep_record(sweep, options: SweepOptions) -> dict:
+def sweep_record(sweep: Sweep, options: SweepOptions) -> dict:
     """sweep.json: everything needed to repeat the sweep exactly."""
     return {
         "schema": SWEEP_SCHEMA,
@@ -121,9 +120,8 @@ def sweep_record(sweep, options: SweepOptions) -> dict:
         "slo": sweep.slo.to_dict(),
         "configs": [c.to_record() for c in sweep.configs],
         "image_note": sweep.image_note,
-        "load": {"payload": options.payload, "max_in_flight": options.max_in_flight, "timeout_s": options.timeout_s,
-                 "transport": options.transport},
-        "tool": provenance.TOOL,
+        "load": options.load.to_mapping(),
+        "tool": dict(TOOL),
         "lock_sha256": provenance.file_sha256(options.lock_path) if options.lock_path else None,
         "git": provenance.git_commit(options.repo),
         "host": provenance.host_facts(),
@@ -134,7 +132,7 @@ def sweep_record(sweep, options: SweepOptions) -> dict:
 class _Eta:
     """Sweep ETA from the measured cost of finished Configs (an estimate before any)."""
 
-    def __init__(self, configs, warmup: WarmupOptions) -> None:
+    def __init__(self, configs: tuple[Config, ...], warmup: WarmupOptions) -> None:
         self.remaining = {c.id: float(c.profile["duration_s"]) for c in configs}
         self.default_overhead_s = 30.0 + warmup.max_seconds / 3
         self.measured: list[float] = []  # seconds spent outside the load phase, per Config
@@ -155,14 +153,14 @@ class _Eta:
         return max(0.0, total)
 
 
-def run_sweep(sweep, backend, options: SweepOptions,
+def run_sweep(sweep: Sweep, backend: Backend, options: SweepOptions,
               on_event: Callable[[Event], None] = lambda e: None) -> SweepOutcome:
     """Measure every Config of ``sweep`` with ``backend``; results under ``options.out_dir``."""
     started = time.monotonic()
-    body = payload_mod.load(options.payload)  # bad payloads fail before anything is deployed
+    body = payload_mod.load(options.load.payload)  # bad payloads fail before anything is deployed
     out = options.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    existing = out / "sweep.json"
+    existing = out / SWEEP_FILE
     if existing.is_file():
         try:
             recorded = json.loads(existing.read_text()).get("sweep_id")
@@ -201,8 +199,8 @@ def run_sweep(sweep, backend, options: SweepOptions,
     return SweepOutcome(out, tuple(outcomes), interrupted, time.monotonic() - started)
 
 
-def _measure(config, backend, body, options: SweepOptions, config_dir: Path, slo_ms: float,
-             phase) -> ConfigOutcome:
+def _measure(config: Config, backend: Backend, body: payload_mod.Payload, options: SweepOptions,
+             config_dir: Path, slo_ms: float, phase: Callable[..., None]) -> ConfigOutcome:
     if config_dir.exists():
         shutil.rmtree(config_dir)  # a failed, interrupted or --force'd earlier attempt
     config_dir.mkdir(parents=True)
@@ -245,11 +243,13 @@ def _measure(config, backend, body, options: SweepOptions, config_dir: Path, slo
             _write_json(status_path, status)
 
 
-def _warm_and_load(config, backend, body, options, config_dir, slo_ms, target, status, phase, timed,
-                   finish) -> ConfigOutcome:
+def _warm_and_load(config: Config, backend: Backend, body: payload_mod.Payload, options: SweepOptions,
+                   config_dir: Path, slo_ms: float, target: Target, status: dict[str, Any],
+                   phase: Callable[..., None], timed: Callable[[str, float], None],
+                   finish: Callable[..., ConfigOutcome]) -> ConfigOutcome:
     t0 = time.monotonic()
     phase("warming up")
-    warm = warm_up(target.urls, body.body, body.content_type, options.warmup)
+    warm = warm_up(target.urls, body.body, body.content_type, options.warmup, timeout_s=options.load.timeout_s)
     _write_json(config_dir / "warmup.json", warm.record())
     timed("warmup", t0)
     if warm.ok == 0:
@@ -260,9 +260,8 @@ def _warm_and_load(config, backend, body, options, config_dir, slo_ms, target, s
     t0 = time.monotonic()
     profile = profile_from(config.profile)
     phase("loading", f"{profile.kind} {profile.duration_s:.0f} s")
-    run_options = RunOptions(targets=tuple(target.urls), profile=profile, payload=options.payload,
-                             max_in_flight=options.max_in_flight, timeout_s=options.timeout_s,
-                             transport=options.transport, slo_latency_ms=slo_ms)
+    run_options = RunOptions.of(options.load, targets=tuple(target.urls), profile=profile,
+                                slo_latency_ms=slo_ms)
     result = run(run_options, str(config_dir), config_record=config.to_record(),
                  server_identity=dict(target.identity),
                  on_progress=lambda p: phase("loading", "", p, max(0.0, p.duration_s - p.t_s)))
@@ -271,9 +270,7 @@ def _warm_and_load(config, backend, body, options, config_dir, slo_ms, target, s
     if bases:
         scrape.write_csv(config_dir / "server_metrics.csv", bases, [s for s, _ in before], [s for s, _ in after])
         status["problems"] += [err for _, err in before + after if err]
-    check = getattr(backend, "problems", None)
-    if check is not None:
-        status["problems"] += list(check())
+    status["problems"] += list(backend.problems())
     if not result.complete:
         return finish("interrupted", "stopped by Ctrl-C while loading", result.valid)
     if status["problems"]:
@@ -281,7 +278,7 @@ def _warm_and_load(config, backend, body, options, config_dir, slo_ms, target, s
     return finish("done", None, result.valid)
 
 
-def _teardown(backend, status: dict) -> None:
+def _teardown(backend: Backend, status: dict) -> None:
     try:
         backend.teardown()
     except Exception as err:

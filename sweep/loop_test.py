@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -11,8 +10,12 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from loadgen import sweep as sweep_mod
-from loadgen.warmup import WarmupOptions, settled
+from deploy.spec import Config, NodeShape, Slo, Sweep
+from deploy.target import Target
+from loadgen.options import GeneratorOptions
+from serving.config import ServingConfig
+from sweep import loop as sweep_mod
+from sweep.warmup import WarmupOptions, settled
 
 
 class _Server:
@@ -63,41 +66,10 @@ def server():
     s.stop()
 
 
-@dataclasses.dataclass(frozen=True)
-class FakeTarget:
-    urls: tuple[str, ...]
-    identity: dict
-    base_urls: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class FakeConfig:
-    id: str
-    name: str
-    profile: dict
-
-    def to_record(self) -> dict:
-        return {"id": self.id, "name": self.name, "shape": None, "replicas": 1, "serving": {}}
-
-
-@dataclasses.dataclass(frozen=True)
-class FakeSlo:
-    p99_ms = 1000.0
-
-    def to_dict(self) -> dict:
-        return {"p99_ms": 1000.0, "error_rate": 0.01}
-
-
-@dataclasses.dataclass(frozen=True)
-class FakeSweep:
-    configs: tuple[FakeConfig, ...]
-    id: str = "s-test"
-    name: str = "test"
-    backend: str = "local"
-    spec: dict = dataclasses.field(default_factory=dict)
-    source: str = "test"
-    slo: FakeSlo = FakeSlo()
-    image_note: str = ""
+def _config(config_id: str) -> Config:
+    shape = NodeShape(name="cpu1", machine_type="local-1", vcpu=1, memory_gb=1.0, nodes=1, pricing="e2-custom")
+    return Config(id=config_id, name=f"cfg-{config_id}", shape=shape, replicas=1, cpu=1, memory_gb=1.0,
+                  serving=ServingConfig(model_name="m"), profile=PROFILE)
 
 
 class FakeBackend:
@@ -107,13 +79,13 @@ class FakeBackend:
         self.torn_down = 0
         self.current: str | None = None
 
-    def deploy(self, config) -> FakeTarget:
+    def deploy(self, config: Config) -> Target:
         self.deployed.append(config.id)
         if config.id in self.fail:
             raise RuntimeError("no capacity for this shape")
         self.current = config.id
-        base = f"http://127.0.0.1:{self.server.port}"
-        return FakeTarget((base + "/v1/models/m:predict",), {"kind": "fake"}, (base,))
+        return Target(base_urls=(f"http://127.0.0.1:{self.server.port}",), model_name="m",
+                      identity={"kind": "fake"})
 
     def problems(self) -> list[str]:
         return list(self.problem_map.get(self.current, []))
@@ -127,12 +99,14 @@ PROFILE = {"kind": "constant", "rate": 40.0, "duration_s": 2.0, "arrivals": "uni
 FAST_WARMUP = WarmupOptions(window=2, min_requests=4, max_requests=8, max_seconds=5)
 
 
-def _sweep(*ids: str) -> FakeSweep:
-    return FakeSweep(tuple(FakeConfig(i, f"cfg-{i}", PROFILE) for i in ids))
+def _sweep(*ids: str, name: str = "test") -> Sweep:
+    return Sweep(name=name, backend="local", slo=Slo(p99_ms=1000.0, error_rate=0.01),
+                 configs=tuple(_config(i) for i in ids), spec={}, source="test")
 
 
 def _options(tmp_path: Path, **kw) -> sweep_mod.SweepOptions:
-    return sweep_mod.SweepOptions(out_dir=tmp_path / "s-test", payload="b64", warmup=FAST_WARMUP, **kw)
+    return sweep_mod.SweepOptions(out_dir=tmp_path / "s-test", load=GeneratorOptions(payload="b64"),
+                                  warmup=FAST_WARMUP, **kw)
 
 
 def test_measures_every_config_and_writes_files(server, tmp_path):
@@ -193,7 +167,7 @@ def test_backend_problems_are_recorded(server, tmp_path):
 
 def test_refuses_a_directory_of_another_sweep(server, tmp_path):
     sweep_mod.run_sweep(_sweep("a"), FakeBackend(server), _options(tmp_path))
-    other = dataclasses.replace(_sweep("a"), id="s-other")
+    other = _sweep("a", name="other")
     with pytest.raises(sweep_mod.SweepError, match="another sweep"):
         sweep_mod.run_sweep(other, FakeBackend(server), _options(tmp_path))
 

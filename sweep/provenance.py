@@ -8,8 +8,6 @@ import platform
 import subprocess
 from pathlib import Path
 
-TOOL = {"name": "servesweep", "version": "0.1.0"}
-
 
 def file_sha256(path: Path) -> str | None:
     try:

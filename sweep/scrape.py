@@ -10,7 +10,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-SCHEMA = "servesweep.server_metrics/1"
+from formats.results import SERVER_METRICS_SCHEMA
+
 METRICS_PATH = "/monitoring/prometheus/metrics"
 
 Samples = dict[tuple[str, str], float]
@@ -39,7 +40,7 @@ def write_csv(path: Path, base_urls: Sequence[str], before: Sequence[Samples], a
     """One row per (replica, metric, labels): value before, after and the difference."""
     rows = 0
     with path.open("w", newline="") as handle:
-        handle.write(f"# {SCHEMA}\n")
+        handle.write(f"# {SERVER_METRICS_SCHEMA}\n")
         writer = csv.writer(handle)
         writer.writerow(["replica", "base_url", "metric", "labels", "before", "after", "delta"])
         for replica, (url, b, a) in enumerate(zip(base_urls, before, after, strict=True)):

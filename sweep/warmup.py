@@ -15,6 +15,8 @@ import time
 
 import aiohttp
 
+from formats.results import WARMUP_SCHEMA
+
 
 @dataclasses.dataclass(frozen=True)
 class WarmupOptions:
@@ -23,7 +25,6 @@ class WarmupOptions:
     min_requests: int = 10
     max_requests: int = 60
     max_seconds: float = 45.0
-    timeout_s: float = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +41,7 @@ class WarmupResult:
         """The warmup.json written beside run.json (excluded from the measurement)."""
         last = self.latencies_ms[-self.window :]
         return {
-            "schema": "servesweep.warmup/1",
+            "schema": WARMUP_SCHEMA,
             "requests": self.requests,
             "ok": self.ok,
             "seconds": round(self.seconds, 3),
@@ -61,12 +62,13 @@ def settled(latencies: list[float], window: int, tolerance: float) -> bool:
     return abs(last - before) <= tolerance * max(before, 1e-9)
 
 
-async def _warm(urls: tuple[str, ...], body: bytes, content_type: str, options: WarmupOptions) -> WarmupResult:
+async def _warm(urls: tuple[str, ...], body: bytes, content_type: str, options: WarmupOptions,
+                timeout_s: float) -> WarmupResult:
     latencies: list[float] = []
     errors: list[str] = []
     requests = 0
     started = time.monotonic()
-    timeout = aiohttp.ClientTimeout(total=options.timeout_s)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(timeout=timeout, headers={"Content-Type": content_type}) as session:
         while requests < options.max_requests and time.monotonic() - started < options.max_seconds:
             url = urls[requests % len(urls)]
@@ -91,6 +93,7 @@ async def _warm(urls: tuple[str, ...], body: bytes, content_type: str, options: 
 
 
 def warm_up(urls: tuple[str, ...], body: bytes, content_type: str,
-            options: WarmupOptions | None = None) -> WarmupResult:
-    """Run the warm-up to completion (its own event loop)."""
-    return asyncio.run(_warm(urls, body, content_type, options or WarmupOptions()))
+            options: WarmupOptions | None = None, *, timeout_s: float) -> WarmupResult:
+    """Run the warm-up to completion (its own event loop); ``timeout_s`` per request (the
+    generator's, so a warm-up request may take as long as a measured one)."""
+    return asyncio.run(_warm(urls, body, content_type, options or WarmupOptions(), timeout_s))

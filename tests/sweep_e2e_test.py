@@ -1,4 +1,4 @@
-"""`//loadgen:sweep` end to end on this machine: tiny model, two Configs, a few seconds each.
+"""`//loadgen:sweep` (= `//sweep:sweep`) end to end on this machine: tiny model, two Configs, a few seconds each.
 
 Checks the result files and the report, that a re-run skips finished Configs, and that a
 replica killed mid-run is recorded while the sweep goes on.
@@ -13,16 +13,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from deploy.local import LocalBackend
 from deploy.spec import load_sweep
-from loadgen import sweep as sweep_mod
-from loadgen import sweep_cli
-from loadgen.warmup import WarmupOptions
+from loadgen.options import GeneratorOptions
+from sweep import cli as sweep_cli
+from sweep import loop as sweep_mod
+from sweep import specs
+from sweep.warmup import WarmupOptions
 
 BAZEL_MODELS = Path("model/tiny_model")  # runfiles of //model:tiny_model
 
@@ -97,14 +98,14 @@ def test_sweep_writes_results_and_report_then_skips_on_rerun(spec_path, models, 
     assert "2 skipped" in second.output and "recommendation:" in second.output
 
     # --rerun re-expands the recorded spec into the very same Configs.
-    rerun, recorded = sweep_cli._rerun_spec(sweep_dir)
+    rerun, recorded = specs.load_recorded(sweep_dir)
     assert [c.id for c in rerun.configs] == [c["id"] for c in record["configs"]]
     assert recorded["sweep_id"] == record["sweep_id"] == rerun.id
     broken = dict(record, configs=[dict(record["configs"][0], id="c-0000000000")])
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "sweep.json").write_text(json.dumps(broken))
-    with pytest.raises(click.ClickException, match="no longer expands to the same Configs"):
-        sweep_cli._rerun_spec(tmp_path / "other")
+    with pytest.raises(sweep_mod.SweepError, match="no longer expands to the same Configs"):
+        specs.load_recorded(tmp_path / "other")
 
     # --list expands the recorded spec without running anything.
     listed = CliRunner().invoke(sweep_cli.main, ["--sweep", str(spec_path), "--list"])
@@ -123,7 +124,7 @@ def test_killed_replica_is_recorded_and_the_sweep_goes_on(spec_path, models, tmp
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
 
-        options = sweep_mod.SweepOptions(out_dir=tmp_path / sweep.id, payload="b64",
+        options = sweep_mod.SweepOptions(out_dir=tmp_path / sweep.id, load=GeneratorOptions(payload="b64"),
                                          warmup=WarmupOptions(min_requests=4, window=2))
         outcome = sweep_mod.run_sweep(sweep, backend, options, on_event)
 

@@ -1,0 +1,48 @@
+"""Starting a run's engine, the same in every process (in-process or a worker): its event
+loop, its transport and engine built from the options, and the lead before the schedule's origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from loadgen import payload as payload_mod
+from loadgen import schedule, transports
+from loadgen.engine import Engine, EngineSettings
+from loadgen.options import RunOptions
+
+# time between choosing the schedule's origin (after connecting) and its first arrival:
+# long enough for every worker process to wake on "go" and start its loop
+START_LEAD_S = 0.3
+PREWARM_RPS = 1000.0  # see prewarm_connections
+
+
+def prewarm_connections(options: RunOptions) -> int:
+    """Connections per target a worker opens before the run: one per PREWARM_RPS of the
+    first second's rate (a run that starts at 60k req/s would otherwise spend its first
+    tens of ms connecting, behind its schedule), within the in-flight ceiling."""
+    first_second = schedule.expected_arrivals(options.profile, 0.0, 1.0)
+    per_target = first_second / options.workers / len(options.targets)
+    return min(math.ceil(per_target / PREWARM_RPS), options.max_in_flight // len(options.targets))
+
+
+def new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def make_engine(options: RunOptions, choice: transports.Choice, body: payload_mod.Payload, sink, *,
+                worker_index: int = 0) -> Engine:
+    transport = transports.make(
+        choice, urls=options.targets, body=body.body,
+        content_type=body.content_type, max_in_flight=options.max_in_flight,
+        timeout_s=options.timeout_s, prewarm=prewarm_connections(options))
+    settings = EngineSettings(max_in_flight=options.max_in_flight,
+                              n_targets=len(options.targets), worker_index=worker_index,
+                              workers=options.workers, send_timing=options.send_timing,
+                              priority=options.priority)
+    return Engine(options.profile, transport, settings, sink)

@@ -1,0 +1,87 @@
+"""Which sweep to run: a spec file (with the CLI's overrides), or a recorded sweep to repeat."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from deploy import spec as spec_mod
+from deploy.spec import SpecError, Sweep
+from formats.results import SWEEP_FILE, SWEEP_SCHEMA
+from loadgen import flags
+from loadgen.options import GeneratorOptions, OptionsError
+from sweep.loop import SweepError
+
+# The seed study's load: Locust, 150 users, +1 user/s, constant(1) wait, 5 minutes.
+SEED_PROFILE = {"kind": "ramp", "users": 150, "spawn_rate": 1.0, "per_user_rps": 1.0,
+                "duration": "300s", "arrivals": "uniform", "seed": 0}
+PROFILES = ("spec", "seed")
+
+
+def load_spec(path: Path, profile: str = "spec", model_name: str | None = None) -> Sweep:
+    """The sweep in ``path``; ``profile="seed"`` swaps in the seed study's load profile and
+    ``model_name`` the served model's name. Raises SweepError naming the file and field."""
+    if profile not in PROFILES:
+        raise SweepError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
+    try:
+        sweep = spec_mod.load_sweep(path)
+        if profile == "seed" or model_name:
+            doc = json.loads(json.dumps(sweep.spec))
+            if profile == "seed":
+                doc["profile"] = dict(SEED_PROFILE)
+            if model_name:
+                doc.setdefault("serving", {})["model_name"] = model_name
+            sweep = spec_mod.parse_sweep(doc, source=str(path), base_dir=path.parent)
+    except SpecError as err:
+        raise SweepError(str(err)) from None
+    load_options(sweep)  # the generator's options are refused here too, before anything runs
+    return sweep
+
+
+def load_options(sweep: Sweep, given: dict[str, Any] | None = None,
+                 recorded: dict[str, Any] | None = None) -> GeneratorOptions:
+    """How the sweep sends load: the flags ``given`` (keyed by flag) over the spec's
+    ``load:`` over the defaults; for a rerun, exactly what was recorded (flags that would
+    change it are refused)."""
+    given = given or {}
+    if recorded is not None:
+        if given:
+            raise SweepError(f"--rerun repeats the recorded load options; drop {', '.join(sorted(given))}")
+        load = dict(recorded.get("load") or {})
+        if "timeout_s" in load:  # sweep.json before the load section had its spec keys
+            load["timeout"] = load.pop("timeout_s")
+        where = f"{SWEEP_FILE} load"
+    else:
+        load, where = dict(sweep.load), f"{sweep.source}: load"
+    try:
+        return flags.resolve(given, load, where=where)
+    except OptionsError as err:
+        raise SweepError(str(err)) from None
+
+
+def load_recorded(results_dir: Path) -> tuple[Sweep, dict[str, Any]]:
+    """The sweep recorded in ``results_dir/sweep.json``, expanded again, and the record.
+
+    Refuses (SweepError) when the record cannot be read or no longer expands to the same
+    Configs (the image lock or the tool changed since), so a rerun repeats exactly what ran.
+    """
+    path = results_dir / SWEEP_FILE
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise SweepError(f"{path}: cannot read the recorded sweep: {err}") from None
+    if not isinstance(recorded, dict) or recorded.get("schema") != SWEEP_SCHEMA:
+        got = recorded.get("schema") if isinstance(recorded, dict) else None
+        raise SweepError(f"{path}: unknown schema {got!r} (expected {SWEEP_SCHEMA})")
+    try:
+        sweep = spec_mod.parse_sweep(recorded["spec"], source=recorded.get("source") or str(results_dir))
+    except SpecError as err:
+        raise SweepError(f"{path}: the recorded spec no longer parses: {err}") from None
+    before = [c["id"] for c in recorded["configs"]]
+    now = [c.id for c in sweep.configs]
+    if before != now:
+        changed = sorted(set(before) ^ set(now))
+        raise SweepError("the recorded sweep no longer expands to the same Configs (image lock or tool "
+                         "changed): " + ", ".join(changed))
+    return sweep, recorded
