@@ -51,18 +51,22 @@ def keep_freed_memory() -> bool:
         return False
 
 
+class ServeError(RuntimeError):
+    """The server cannot start (bad config, port taken); the message says why."""
+
+
 def load_config(path: str | None, overrides: dict) -> ServingConfig:
     d = {}
     if path:
         try:
             d = json.loads(user_path(path).read_text())
         except (OSError, ValueError) as err:
-            raise click.ClickException(f"--config {path}: {err}") from None
+            raise ServeError(f"--config {path}: {err}") from None
     d.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return ServingConfig.from_dict(d)
     except (ConfigError, TypeError) as err:
-        raise click.ClickException(f"invalid serving config: {err}") from None
+        raise ServeError(f"invalid serving config: {err}") from None
 
 
 async def serve(
@@ -102,7 +106,7 @@ async def serve(
         await site.start()
     except OSError as err:
         await runner.cleanup()
-        raise click.ClickException(f"cannot listen on {host}:{port}: {err.strerror}") from None
+        raise ServeError(f"cannot listen on {host}:{port}: {err.strerror}") from None
     bound = runner.addresses[0][1] if runner.addresses else port
     if port_file is not None:
         tmp = port_file.with_suffix(".tmp")
@@ -131,7 +135,10 @@ async def serve(
 @click.option("--port_file", default=None, help="Write the bound port here once the model is AVAILABLE.")
 def main(model_base_path, config_path, model_name, port, host, intra_op, inter_op, max_body_bytes, port_file) -> None:
     """Serve a SavedModel over TF Serving's REST API (predict, status, metadata, metrics)."""
-    config = load_config(config_path, {"model_name": model_name, "intra_op": intra_op, "inter_op": inter_op})
+    try:
+        config = load_config(config_path, {"model_name": model_name, "intra_op": intra_op, "inter_op": inter_op})
+    except ServeError as err:
+        raise click.ClickException(str(err)) from None
     base = user_path(model_base_path)
     if not base.is_dir():
         raise click.ClickException(f"--model_base_path {base}: no such directory")
@@ -151,7 +158,7 @@ def main(model_base_path, config_path, model_name, port, host, intra_op, inter_o
             serve(config, base, host=host, port=port, max_body_bytes=max_body_bytes,
                   port_file=user_path(port_file) if port_file else None, log=log)
         )
-    except LoadError as err:
+    except (LoadError, ServeError) as err:
         raise click.ClickException(str(err)) from None
 
 
