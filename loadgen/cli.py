@@ -79,12 +79,10 @@ def format_summary(record: dict, out_dir: str) -> str:
               help="The latency bound the run is judged against, e.g. 1s (sets the "
               "default --max-send-lag).")
 @flags.generator_flags
-@click.option("--warmup", "warmup_text", default="0s", show_default=True,
-              help="Leading seconds analysis should exclude (recorded in run.json).")
 @click.option("--out", "out_dir", required=True, help="Results directory.")
 @click.option("--quiet", is_flag=True, help="No live progress line.")
 def main(targets, profile, rate, users, spawn_rate, per_user_rps, steps_text, duration,
-         arrivals, seed, slo_p99, warmup_text, out_dir, quiet, **generator):
+         arrivals, seed, slo_p99, out_dir, quiet, **generator):
     """Send open-loop load to TF Serving REST targets and record CO-free latency.
 
     Durations are 250ms, 1.5s, 5m or 1h; a bare number is seconds (for every option)."""
@@ -107,8 +105,7 @@ def main(targets, profile, rate, users, spawn_rate, per_user_rps, steps_text, du
             given["--payload"] = "file:" + str(user_path(given["--payload"][len("file:"):]))
         options = RunOptions.of(
             flags.resolve(given), targets=tuple(targets), profile=prof,
-            slo_latency_ms=units.parse_duration_ms(slo_p99, positive=True) if slo_p99 else None,
-            warmup_s=units.parse_duration(warmup_text))
+            slo_latency_ms=units.parse_duration_ms(slo_p99, positive=True) if slo_p99 else None)
         choice = run_mod.choose_transport(options)
     except (ScheduleError, OptionsError, PayloadError, ValueError) as e:
         raise click.UsageError(str(e)) from None

@@ -85,6 +85,8 @@ FIELDS: tuple[Field, ...] = (
           "too, but ~10x less valid load per core (bench/loadgen); auto: fast where it can.",
           transports.TRANSPORTS),
     Field("loop", "loop", "--loop", str, str, "The event loop.", LOOPS),
+    Field("warmup_s", "warmup", "--warmup", units.parse_duration, _seconds_text,
+          "Leading seconds of each run that analysis excludes (recorded in run.json)."),
     Field("send_timing", "send_timing", "--send-timing", str, str,
           "precise: wake on a timerfd at each send time (µs accuracy, no spinning; Linux); "
           f"spin: sleep to {SPIN_S * 1e3:g} ms before each send, then spin (burns CPU); "
@@ -111,6 +113,7 @@ class GeneratorOptions:
     loop: str = "uvloop"
     send_timing: str = "auto"
     priority: str = "auto"
+    warmup_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:
@@ -119,6 +122,8 @@ class GeneratorOptions:
             raise OptionsError(f"--timeout must be > 0 and <= {MAX_TIMEOUT_S:g} s (the histogram's range)")
         if self.workers < 1:
             raise OptionsError("--workers must be >= 1")
+        if self.warmup_s < 0:
+            raise OptionsError("--warmup must be >= 0")
         if self.max_send_lag_ms is not None and not (
                 self.max_send_lag_ms > 0 and math.isfinite(self.max_send_lag_ms)):
             raise OptionsError("--max-send-lag must be > 0")
@@ -167,7 +172,6 @@ class RunOptions(GeneratorOptions):
     targets: tuple[str, ...]
     profile: Profile
     slo_latency_ms: float | None = None  # the latency bound the run is judged against, if any
-    warmup_s: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()

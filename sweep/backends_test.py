@@ -1,0 +1,37 @@
+from pathlib import Path
+
+import pytest
+
+from deploy.local import LocalBackend
+from deploy.spec import Slo, Sweep
+from sweep import backends
+from sweep.loop import SweepError
+from sweep.specs import load_spec
+
+
+def _sweep(backend: str) -> Sweep:
+    return Sweep(name="t", backend=backend, slo=Slo(), configs=(), spec={}, source="t.yaml")
+
+
+def test_the_backend_follows_the_spec_and_a_contrary_flag_is_refused():
+    assert backends.backend_kind(_sweep("local"), None) == "local"
+    assert backends.backend_kind(_sweep("cluster"), "k8s") == "k8s"
+    with pytest.raises(SweepError, match=r"t.yaml: this spec is for the local backend, not k8s"):
+        backends.backend_kind(_sweep("local"), "k8s")
+    with pytest.raises(SweepError, match="for the cluster backend, not local"):
+        backends.backend_kind(_sweep("cluster"), "local")
+
+
+def test_local_backend_serves_the_models_directory(tmp_path):
+    sweep = load_spec(Path("deploy/sweeps/local.yaml"))
+    got = backends.make_backend(sweep, "local", models=tmp_path / "models", workdir=tmp_path / "w")
+    assert isinstance(got, LocalBackend)
+    assert got.model_base_path == tmp_path / "models" / sweep.configs[0].serving.model_name
+
+
+def test_a_missing_kubeconfig_is_a_sweep_error_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+    with pytest.raises(SweepError, match="cannot load kubeconfig"):
+        backends.make_backend(_sweep("cluster"), "k8s", models=tmp_path, workdir=tmp_path)
+    with pytest.raises(SweepError, match="unknown backend"):
+        backends.make_backend(_sweep("cluster"), "mesos", models=tmp_path, workdir=tmp_path)
