@@ -251,7 +251,10 @@ def _convert(v: Any, dtype: str) -> Any:
     if dtype == "DT_STRING":
         if not isinstance(v, str):
             raise _type_error(v, dtype)
-        return v.encode("utf-8", errors="surrogateescape")
+        try:
+            return v.encode("utf-8", errors="surrogateescape")
+        except UnicodeEncodeError:  # a lone \ud800-style escape: RapidJSON refuses it when parsing
+            raise invalid("JSON Parse error: The surrogate pair in string is invalid.") from None
     if dtype == "DT_BOOL":
         if not isinstance(v, bool):
             raise _type_error(v, dtype)
@@ -580,5 +583,6 @@ def dumps(obj: Any) -> bytes:
 
 def error_body(message: str) -> bytes:
     """TF Serving's error body: PrettyWriter, 4-space indent."""
-    return json.dumps({"error": message}, indent=4, ensure_ascii=False).encode()
+    # a message may quote a client's lone surrogate (JSON allows the escape, UTF-8 does not)
+    return json.dumps({"error": message}, indent=4, ensure_ascii=False).encode(errors="backslashreplace")
 

@@ -68,6 +68,17 @@ def test_int_types_need_integers():
     assert _predict({"inputs": [1, -2]}, {"x": "DT_INT32"}).tensors["x"].tolist() == [1, -2]
 
 
+def test_a_lone_surrogate_is_a_400_never_a_500():
+    # JSON allows "\ud800"; UTF-8 cannot encode it. Found by test_malformed_bodies_never_yield_500.
+    body = b'{"instances": ["\\ud800"]}'
+    doc = jt.parse_body(body)
+    with pytest.raises(ApiError, match="The surrogate pair in string is invalid"):
+        _predict(doc, {"x": "DT_STRING"})
+    with pytest.raises(ApiError) as err:  # a float input quotes the value in its message
+        _predict(doc, {"x": "DT_FLOAT"})
+    assert "\\ud800" in jt.error_body(err.value.message).decode()
+
+
 def test_format_predict_shapes():
     one = {"probabilities": np.array([[0.1, 0.2]], np.float32)}
     assert jt.format_predict(one, row_format=True) == {"predictions": [[0.1, 0.2]]}
