@@ -26,6 +26,7 @@ SEND_TIMINGS = ("auto", "precise", "spin", "sleep")
 SPIN_S = 0.0015  # spin: sleep on the timer until this close to a send, then yield-spin
 SPIN_BUDGET = 0.25  # auto without a precise timer: spin at most this share of each second
 PRECISE_MIN_S = 0.00005  # precise: a gap shorter than this is yield-spun, not slept
+DEMOTE_BEHIND_S = 0.01  # a real-time sender this far behind its schedule gives up real-time
 BURST = 32  # sends in a row without yielding while catching up
 LATE_ABORT_S = 1.0  # stop sending when this far past the schedule's end
 STOP_GRACE_S = 2.0  # how long a stopped run waits for in-flight requests
@@ -125,28 +126,32 @@ class Engine:
         """
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
-        await self.open()
         timer = None
-        if self.settings.send_timing in ("auto", "precise"):
+        # the timerfd counts on CLOCK_MONOTONIC, which is time.monotonic(); a test's clock is not
+        if self.settings.send_timing in ("auto", "precise") and self.clock is time.monotonic:
             timer = timekeeping.PreciseTimer.open(loop)
-            if timer is None and self.settings.send_timing == "precise":
-                raise RuntimeError("precise send timing needs Linux's timerfd, not available "
-                                   "here: use --send-timing auto, spin or sleep")
+        if timer is None and self.settings.send_timing == "precise":
+            raise RuntimeError("precise send timing needs Linux's timerfd (and the monotonic "
+                               "clock), not available here: use --send-timing auto, spin or sleep")
         self._timer_kind = "timerfd" if timer is not None else "event loop"
         # a thread that spins must not be real-time: it would starve its CPU's other processes
         priority, note = self.settings.priority, None
         if timer is None and priority != "normal":
             priority, note = "normal", "normal (the send timing spins, so never real-time)"
-        ticker = loop.create_task(self._tick(t0))
-        stopper = loop.create_task(stop.wait())
+        ticker = stopper = dispatcher = None
         try:
-            with timekeeping.scheduling(priority) as got:
-                self._priority = note or got
-                dispatcher = loop.create_task(self._dispatch(t0, stop, timer))
-                await asyncio.wait({dispatcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                if not dispatcher.done():
-                    dispatcher.cancel()
-                await asyncio.gather(dispatcher, return_exceptions=True)
+            await self.open()
+            ticker = loop.create_task(self._tick(t0))
+            stopper = loop.create_task(stop.wait())
+            with timekeeping.scheduling(priority) as sched:
+                dispatcher = loop.create_task(self._dispatch(t0, stop, timer, sched))
+                try:
+                    await asyncio.wait({dispatcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # also when run() itself is cancelled
+                    if not dispatcher.done():
+                        dispatcher.cancel()
+                    await asyncio.gather(dispatcher, return_exceptions=True)
+                    self._priority = note or sched.text
             if stop.is_set():
                 self._forget_scheduled_after(self.clock() - t0)
             await self._drain(stop)
@@ -156,9 +161,10 @@ class Engine:
         finally:
             if timer is not None:
                 timer.close()
-            for task in (ticker, stopper):
+            helpers = [t for t in (ticker, stopper) if t is not None]
+            for task in helpers:
                 task.cancel()
-            await asyncio.gather(ticker, stopper, return_exceptions=True)
+            await asyncio.gather(*helpers, return_exceptions=True)
             await self.transport.close()  # callbacks still pending end as "cancelled"
         elapsed = self.clock() - t0
         self.sink(self.recorder.take_interval(self._next_t, in_flight=self.in_flight))
@@ -212,7 +218,8 @@ class Engine:
                 yield chunk, idx % s.n_targets
 
     async def _dispatch(self, t0: float, stop: asyncio.Event,
-                        timer: timekeeping.PreciseTimer | None) -> None:
+                        timer: timekeeping.PreciseTimer | None,
+                        sched: timekeeping.Scheduling) -> None:
         clock, rec = self.clock, self.recorder
         max_in_flight = self.settings.max_in_flight
         loop = asyncio.get_running_loop()
@@ -266,6 +273,9 @@ class Engine:
                     elif now > give_up:
                         return
                     else:
+                        if now - intended > DEMOTE_BEHIND_S:  # behind: CPU-bound, so not real-time
+                            sched.demote(f"fell {DEMOTE_BEHIND_S * 1e3:g} ms behind its schedule "
+                                         f"at {now - t0:.1f} s")
                         burst += 1
                         if burst >= BURST:
                             burst = 0

@@ -228,3 +228,33 @@ def test_rejects_unknown_send_timing():
     with pytest.raises(ValueError, match="send_timing"):
         Engine(Profile(kind="constant", rate=1.0, duration_s=1.0), FakeTransport(lambda t, n: (0, 200)),
                EngineSettings(max_in_flight=1, n_targets=1, send_timing="busy"), lambda iv: None)
+
+
+def test_a_real_time_sender_that_falls_behind_gives_real_time_up():
+    # the schedule's origin is 0.2 s in the past: every send is due at once, far behind
+    fake = FakeTransport(lambda target, n: (0.0, 200))
+    engine = Engine(Profile(kind="constant", rate=200.0, duration_s=1.0), fake,
+                    EngineSettings(max_in_flight=500, n_targets=1, send_timing="precise"),
+                    lambda iv: None)
+    stats = asyncio.run(engine.run(time.monotonic() - 0.2))
+    priority = stats.scheduler["priority"]
+    if not priority.startswith("normal ("):  # real-time (or nice) was granted, then given up
+        assert "then normal (fell 10 ms behind its schedule" in priority
+
+
+def test_a_cancelled_run_leaves_no_dispatcher_behind():
+    fake = FakeTransport(lambda target, n: (0.0, 200))
+    engine = Engine(Profile(kind="constant", rate=10.0, duration_s=30.0), fake,
+                    EngineSettings(max_in_flight=10, n_targets=1, send_timing="precise"),
+                    lambda iv: None)
+
+    async def main():
+        run = asyncio.get_running_loop().create_task(engine.run(time.monotonic() + 0.05))
+        await asyncio.sleep(0.2)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        return others
+
+    assert asyncio.run(main()) == [] and fake.closed

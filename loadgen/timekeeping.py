@@ -24,7 +24,8 @@ import dataclasses
 import os
 import sys
 
-PRIORITIES = ("auto", "normal")  # auto: realtime if permitted, else nice, else normal
+PRIORITIES = ("auto", "normal")
+_RESET_ON_FORK = getattr(os, "SCHED_RESET_ON_FORK", 0)  # auto: realtime if permitted, else nice, else normal
 FIFO_PRIORITY = 1  # the lowest real-time priority: above every normal process, below the kernel's
 NICE = -10  # the fallback when real-time scheduling is not permitted
 
@@ -128,6 +129,9 @@ class PreciseTimer:
         await waiter
 
     def close(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
         if self._fd >= 0:
             self._loop.remove_reader(self._fd)
             os.close(self._fd)
@@ -150,26 +154,52 @@ def _restore(state: tuple[int, int, int]) -> None:
         os.setpriority(os.PRIO_PROCESS, 0, nice)
 
 
+class Scheduling:
+    """The calling thread's scheduling class for a run: what was obtained (``text``, for
+    run.json) and ``demote``, which gives it back early (a real-time thread that fell
+    behind its schedule is CPU-bound, and must not starve the server under test)."""
+
+    def __init__(self, text: str, before: tuple[int, int, int] | None = None) -> None:
+        self.text = text
+        self._before = before
+
+    def demote(self, reason: str) -> None:
+        if self._before is not None:
+            _restore(self._before)
+            self._before = None
+            self.text = f"{self.text}, then normal ({reason})"
+
+    def restore(self) -> None:
+        if self._before is not None:
+            _restore(self._before)
+            self._before = None
+
+
 @contextlib.contextmanager
 def scheduling(mode: str):
-    """Run the block with the calling thread raised above normal processes; yield what
-    was obtained, for run.json: ``"realtime"``, ``"nice -10"`` or ``"normal (why)"``.
+    """Run the block with the calling thread raised above normal processes; yield a
+    ``Scheduling`` whose ``text`` says what was obtained: ``"realtime"``, ``"nice -10"``
+    or ``"normal (why)"``.
 
     ``auto`` asks for SCHED_FIFO priority 1 (needs CAP_SYS_NICE or an RLIMIT_RTPRIO),
-    then nice -10, and keeps whatever it got. Only the calling thread changes (Linux
-    applies both to a thread), and the previous class is restored afterwards. A thread
-    that spins must not run under SCHED_FIFO (it would starve its CPU's other
-    processes), so the engine asks for ``auto`` only when it does not spin.
+    then nice -10, and keeps whatever it got; a thread already real-time is left as it
+    is. Only the calling thread changes (Linux applies both to a thread), with
+    SCHED_RESET_ON_FORK so threads and processes started meanwhile (executors, resolvers)
+    do not inherit it; the previous class is restored afterwards. A thread that spins
+    must not run under SCHED_FIFO (it would starve its CPU's other processes), so the
+    engine asks for ``auto`` only when it does not spin, and demotes itself when behind.
     """
     if mode not in PRIORITIES:
         raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}")
     if mode == "normal" or not hasattr(os, "sched_setscheduler"):
-        yield "normal (asked for)" if mode == "normal" else "normal (not supported here)"
+        yield Scheduling("normal (asked for)" if mode == "normal" else "normal (not supported here)")
         return
     before = _current()
-    got = None
+    if before[0] & ~_RESET_ON_FORK in (os.SCHED_FIFO, os.SCHED_RR):
+        yield Scheduling(f"realtime (already, priority {before[1]})")
+        return
     try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(FIFO_PRIORITY))
+        os.sched_setscheduler(0, os.SCHED_FIFO | _RESET_ON_FORK, os.sched_param(FIFO_PRIORITY))
         got = "realtime"
     except OSError as e:
         fifo_error = e.strerror or str(e)
@@ -179,7 +209,8 @@ def scheduling(mode: str):
             got = f"nice {min(before[2], NICE)}"
         except OSError:
             got = f"normal (realtime and nice {NICE} not permitted: {fifo_error})"
+    handle = Scheduling(got, before)
     try:
-        yield got
+        yield handle
     finally:
-        _restore(before)
+        handle.restore()
