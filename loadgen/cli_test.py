@@ -89,3 +89,12 @@ def test_auto_transport_says_what_it_chose_for_tls(tmp_path, monkeypatch):
                                            "--rate", "10", "--quiet", "--out", str(tmp_path)])
     assert "transport: aiohttp (auto: https:// targets need TLS" in result.output
     assert seen["options"].transport == "auto"
+
+
+def test_generator_options_survive_their_own_record():
+    from loadgen.options import GeneratorOptions
+
+    odd = GeneratorOptions(timeout_s=1.2345678, max_send_lag_ms=3_600_000.0, warmup_s=0.00001,
+                           workers=3, send_timing="sleep")
+    assert GeneratorOptions.from_mapping(odd.to_mapping()) == odd
+    assert GeneratorOptions.from_mapping(GeneratorOptions().to_mapping()) == GeneratorOptions()

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
+
 from formats import units
 from loadgen import timekeeping, transports
 from loadgen.engine import SEND_TIMINGS, SPIN_BUDGET, SPIN_S
@@ -43,12 +45,17 @@ def _lag_ms(value: Any) -> float | None:
     return None if value in (None, "", "auto") else units.parse_duration_ms(value, positive=True)
 
 
+def _plain(value: float) -> str:
+    """A number as the duration grammar reads it back exactly (no exponent, no rounding)."""
+    return np.format_float_positional(float(value), trim="-")
+
+
 def _seconds_text(value: float) -> str:
-    return f"{value:g}s"
+    return f"{_plain(value)}s"
 
 
 def _ms_text(value: float | None) -> str:
-    return "auto" if value is None else f"{value:g}ms"
+    return "auto" if value is None else f"{_plain(value)}ms"
 
 
 @dataclasses.dataclass(frozen=True)

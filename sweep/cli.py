@@ -19,6 +19,8 @@ import click
 from analysis.compare import compare_with_baseline, format_comparison, write_comparison
 from analysis.report import build_report
 from loadgen import flags
+from loadgen.options import OptionsError
+from loadgen.payload import PayloadError
 from sweep import backends, display, models, specs
 from sweep import loop as sweep_mod
 from sweep.warmup import WarmupOptions
@@ -78,7 +80,7 @@ def main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, m
               model_name=model_name, model_arch=model_arch, force=force, rerun=rerun, list_only=list_only,
               pricing=pricing, target_rps=target_rps, no_report=no_report,
               given=flags.pop_generator_flags(generator))
-    except sweep_mod.SweepError as err:
+    except (sweep_mod.SweepError, OptionsError, PayloadError) as err:
         raise click.ClickException(str(err)) from None
 
 

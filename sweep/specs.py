@@ -10,7 +10,9 @@ from deploy import spec as spec_mod
 from deploy.spec import SpecError, Sweep
 from formats.results import SWEEP_FILE, SWEEP_SCHEMA
 from loadgen import flags
+from loadgen import payload as payload_mod
 from loadgen.options import GeneratorOptions, OptionsError
+from loadgen.payload import PayloadError
 from sweep.loop import SweepError
 
 # The seed study's load: Locust, 150 users, +1 user/s, constant(1) wait, 5 minutes.
@@ -49,15 +51,22 @@ def load_options(sweep: Sweep, given: dict[str, Any] | None = None,
         if given:
             raise SweepError(f"--rerun repeats the recorded load options; drop {', '.join(sorted(given))}")
         load = dict(recorded.get("load") or {})
-        if "timeout_s" in load:  # sweep.json before the load section had its spec keys
+        if "timeout_s" in load:  # a sweep.json from before 2026-12: judged as it was then
             load["timeout"] = load.pop("timeout_s")
+            load.update(max_send_lag="5ms", priority="normal")
         where = f"{SWEEP_FILE} load"
     else:
         load, where = dict(sweep.load), f"{sweep.source}: load"
     try:
-        return flags.resolve(given, load, where=where)
-    except OptionsError as err:
-        raise SweepError(str(err)) from None
+        options = flags.resolve(given, load, where=where)
+        payload_mod.load(options.payload)
+    except (OptionsError, PayloadError) as err:
+        raise SweepError(f"{where}: {err}" if isinstance(err, PayloadError) else str(err)) from None
+    shortest = min((c.profile["duration_s"] for c in sweep.configs), default=None)
+    if shortest is not None and options.warmup_s >= shortest:
+        raise SweepError(f"{where}.warmup: {options.warmup_s:g} s is not shorter than the shortest "
+                         f"Config's load ({shortest:g} s)")
+    return options
 
 
 def load_recorded(results_dir: Path) -> tuple[Sweep, dict[str, Any]]:

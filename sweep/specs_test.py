@@ -77,3 +77,22 @@ def test_list_accepts_half_seconds_as_every_flag_does(tmp_path):
     result = CliRunner().invoke(cli.main, ["--sweep", str(path), "--list"])
     assert result.exit_code == 0, result.output
     assert "profile=constant 0.5s" in result.output
+
+
+def test_load_options_are_refused_before_anything_runs(tmp_path):
+    with pytest.raises(SweepError, match=r"load.warmup: 200 s is not shorter"):
+        specs.load_spec(_spec(tmp_path, load={"warmup": "200s"}))
+    with pytest.raises(SweepError, match=r"load: .*no/such/body"):
+        specs.load_spec(_spec(tmp_path, load={"payload": "file:no/such/body"}))
+    sweep = specs.load_spec(_spec(tmp_path, load={"max_in_flight": 64, "timeout": "5s"}))
+    got = specs.load_options(sweep, {"--timeout": "2s"})
+    assert (got.max_in_flight, got.timeout_s) == (64, 2.0)  # a flag wins over the spec
+
+
+def test_an_old_recorded_load_is_repeated_as_it_was_judged(tmp_path):
+    sweep = specs.load_spec(_spec(tmp_path))
+    old = {"load": {"payload": "b64", "max_in_flight": 256, "timeout_s": 30.0, "transport": "auto"}}
+    got = specs.load_options(sweep, recorded=old)
+    assert (got.timeout_s, got.max_send_lag_ms, got.priority) == (30.0, 5.0, "normal")
+    with pytest.raises(SweepError, match="--rerun repeats the recorded load options"):
+        specs.load_options(sweep, {"--workers": "2"}, recorded=old)

@@ -134,17 +134,18 @@ def judge(requests: int, over: int, *, p: float = 0.99, confidence: float = 0.95
     counted as over), for a p-quantile SLO at ``confidence``.
 
     With ``inflation_factor`` f > 1 the evidence is worth n / f independent requests; the
-    counts are rounded the cautious way for each side (fewer requests for both; more over
-    for PASS, fewer over for FAIL), so neither verdict is reached sooner than it should be.
+    counts are rounded the cautious way for each side (for PASS fewer requests and more
+    over, for FAIL more requests and fewer over), so neither verdict comes sooner than it
+    should.
     """
     if not (0.0 < p < 1.0 and 0.0 < confidence < 1.0):
         raise ValueError("p and confidence must lie strictly between 0 and 1")
     if requests < 0 or not 0 <= over <= requests:
         raise ValueError(f"need 0 <= over <= requests, got {over} of {requests}")
     f = max(1.0, inflation_factor)
-    n = math.floor(requests / f)
-    upper = upper_bound(min(n, math.ceil(over / f)), n, confidence)
-    lower = lower_bound(min(n, math.floor(over / f)), n, confidence)
+    n_pass, n_fail = math.floor(requests / f), math.ceil(requests / f)
+    upper = upper_bound(min(n_pass, math.ceil(over / f)), n_pass, confidence)
+    lower = lower_bound(min(n_fail, math.floor(over / f)), n_fail, confidence)
     allowed = 1.0 - p
     outcome = PASS if upper <= allowed else FAIL if lower > allowed else UNDECIDED
     return Verdict(outcome, requests, over, f, lower, upper, allowed)

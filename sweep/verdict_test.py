@@ -88,3 +88,10 @@ def test_a_backlog_growing_linearly_is_rising_and_a_steady_one_is_not():
     assert up.rising and up.slope == pytest.approx(2.0, abs=0.3)
     assert not flat.rising and abs(flat.slope) < 0.3
     assert not verdict.backlog_trend(np.array([1.0, 50.0])).rising  # too short to judge
+
+
+def test_fail_is_not_reached_sooner_by_rounding_the_inflated_counts():
+    # 13 of 496 over at inflation 2.5: 198.4 effective requests. Rounding down to 198
+    # would make the fraction look larger than it is; FAIL must use 199 (the cautious side)
+    v = verdict.judge(496, 13, inflation_factor=2.5)
+    assert v.lower == pytest.approx(verdict.lower_bound(5, 199, 0.95))
