@@ -187,7 +187,7 @@ def scheduling(mode: str):
     SCHED_RESET_ON_FORK so threads and processes started meanwhile (executors, resolvers)
     do not inherit it; the previous class is restored afterwards. A thread that spins
     must not run under SCHED_FIFO (it would starve its CPU's other processes), so the
-    engine asks for ``auto`` only when it does not spin, and demotes itself when behind.
+    engine asks for ``auto`` only when it does not spin, and demotes itself when busy.
     """
     if mode not in PRIORITIES:
         raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}")
