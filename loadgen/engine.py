@@ -241,6 +241,7 @@ class Engine:
         burst = dispatched = spun = timed = precise = 0
         spin_s = 0.0
         slept = clock()  # when the sender last slept on its timer
+        demotable = sched.raised  # checked per send; the message is built once, if ever
         try:
             for offsets, targets in self._mine():
                 for offset, target in zip(offsets.tolist(), targets.tolist(), strict=True):
@@ -252,8 +253,9 @@ class Engine:
                             if intended - now > PRECISE_MIN_S:
                                 await timer.wait_until(intended)
                                 now = slept = clock()
-                            elif now - slept > DEMOTE_BUSY_S:
+                            elif demotable and now - slept > DEMOTE_BUSY_S:
                                 sched.demote(_busy(now - t0))
+                                demotable = False
                             while now < intended:  # a few µs at most: a send never leaves early
                                 await sleep(0)
                                 now = clock()
@@ -284,8 +286,9 @@ class Engine:
                     elif now > give_up:
                         return
                     else:
-                        if now - slept > DEMOTE_BUSY_S:
+                        if demotable and now - slept > DEMOTE_BUSY_S:
                             sched.demote(_busy(now - t0))
+                            demotable = False
                         burst += 1
                         if burst >= BURST:
                             burst = 0

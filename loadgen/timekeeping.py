@@ -163,10 +163,14 @@ class Scheduling:
         self.text = text
         self._before = before
 
+    @property
+    def raised(self) -> bool:
+        """Whether the thread is above its previous class (so ``demote`` would change it)."""
+        return self._before is not None
+
     def demote(self, reason: str) -> None:
-        if self._before is not None:
-            _restore(self._before)
-            self._before = None
+        if self.raised:
+            self.restore()
             self.text = f"{self.text}, then normal ({reason})"
 
     def restore(self) -> None:
