@@ -101,8 +101,6 @@ def main(targets, profile, rate, users, spawn_rate, per_user_rps, steps_text, du
                        per_user_rps=per_user_rps if profile == "ramp" else None,
                        steps=steps if profile == "steps" else None)
         given = flags.pop_generator_flags(generator)
-        if given.get("--payload", "").startswith("file:"):
-            given["--payload"] = "file:" + str(user_path(given["--payload"][len("file:"):]))
         options = RunOptions.of(
             flags.resolve(given), targets=tuple(targets), profile=prof,
             slo_latency_ms=units.parse_duration_ms(slo_p99, positive=True) if slo_p99 else None)

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from loadgen.options import FIELDS, GeneratorOptions
+from tools.python.runpath import user_path
 
 
 def generator_flags(command: Callable) -> Callable:
@@ -26,12 +27,15 @@ def generator_flags(command: Callable) -> Callable:
 
 def pop_generator_flags(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Remove the generator flags from a command's keyword arguments; return those given,
-    keyed by flag."""
+    keyed by flag (a ``file:`` payload resolved against where the user typed it)."""
     given = {}
     for f in FIELDS:
         value = kwargs.pop(f.name, None)
         if value is not None:
             given[f.flag] = value
+    payload = given.get("--payload", "")
+    if payload.startswith("file:"):
+        given["--payload"] = "file:" + str(user_path(payload[len("file:"):]))
     return given
 
 

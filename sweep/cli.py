@@ -93,8 +93,6 @@ def _main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, 
     else:
         sweep = specs.load_spec(user_path(spec_path) if spec_path else _bundled(DEFAULT_SPEC), profile, model_name)
     kind = backends.backend_kind(sweep, backend)
-    if given.get("--payload", "").startswith("file:"):
-        given["--payload"] = "file:" + str(user_path(given["--payload"][len("file:"):]))
     load = specs.load_options(sweep, given, recorded)
     if list_only:
         for c in sweep.configs:

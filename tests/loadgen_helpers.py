@@ -12,8 +12,8 @@ import urllib.request
 
 from hdrh.log import HistogramLogReader
 
+from formats.results import SERIES_COLUMNS
 from loadgen import recorder
-from loadgen.results import SERIES_COLUMNS
 
 SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loadgen_testserver.py")
 
