@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import math
 
+from loadgen import hostcpu, schedule, transports
 from loadgen import payload as payload_mod
-from loadgen import schedule, transports
 from loadgen.engine import Engine, EngineSettings
 from loadgen.options import RunOptions
+from loadgen.results import ResultsWriter
 
 # time between choosing the schedule's origin (after connecting) and its first arrival:
 # long enough for every worker process to wake on "go" and start its loop
@@ -25,6 +26,18 @@ def prewarm_connections(options: RunOptions) -> int:
     first_second = schedule.expected_arrivals(options.profile, 0.0, 1.0)
     per_target = first_second / options.workers / len(options.targets)
     return min(math.ceil(per_target / PREWARM_RPS), options.max_in_flight // len(options.targets))
+
+
+def finish(writer: ResultsWriter, options: RunOptions, *, started: float, elapsed_s: float,
+           complete: bool, scheduler: dict | None, cpu: hostcpu.Usage | None,
+           extra_reasons: list[str] | tuple[str, ...] = ()) -> dict:
+    """The run's last step, the same in every process layout: run.json, judged by
+    ``options``' rules, with how sends were timed and who used the CPUs."""
+    return writer.finish(ended_at_epoch=started + elapsed_s, elapsed_s=elapsed_s, complete=complete,
+                         max_send_lag_ms=options.max_send_lag_ms,
+                         slo_latency_ms=options.slo_latency_ms, warmup_s=options.warmup_s,
+                         extra_reasons=extra_reasons, scheduler=scheduler,
+                         host_cpu=cpu.record() if cpu else None)
 
 
 def new_loop(kind: str) -> asyncio.AbstractEventLoop:

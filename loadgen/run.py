@@ -17,7 +17,7 @@ from collections.abc import Callable
 from loadgen import hostcpu, transports, workers
 from loadgen import payload as payload_mod
 from loadgen.aggregate import Aggregator, Progress
-from loadgen.launch import START_LEAD_S, make_engine, new_loop
+from loadgen.launch import START_LEAD_S, finish, make_engine, new_loop
 from loadgen.options import LOOPS, OptionsError, RunOptions, choose_transport
 from loadgen.recorder import Interval
 from loadgen.results import ResultsWriter
@@ -100,9 +100,6 @@ def _run_inprocess(options, choice, body, out_dir, header, on_progress) -> dict:
 
     with asyncio.Runner(loop_factory=lambda: new_loop(options.loop)) as runner:
         stats, started, writer, cpu_before = runner.run(main())
-    cpu = hostcpu.usage(cpu_before, hostcpu.snapshot())
-    return writer.finish(
-        ended_at_epoch=started + stats.elapsed_s, elapsed_s=stats.elapsed_s,
-        complete=not stats.stopped_early, max_send_lag_ms=options.max_send_lag_ms,
-        slo_latency_ms=options.slo_latency_ms, warmup_s=options.warmup_s,
-        scheduler=stats.scheduler, host_cpu=cpu.record() if cpu else None)
+    return finish(writer, options, started=started, elapsed_s=stats.elapsed_s,
+                  complete=not stats.stopped_early, scheduler=stats.scheduler,
+                  cpu=hostcpu.usage(cpu_before, hostcpu.snapshot()))

@@ -17,7 +17,7 @@ import time
 from loadgen import hostcpu
 from loadgen.aggregate import Aggregator
 from loadgen.engine import merge_scheduler
-from loadgen.launch import START_LEAD_S, make_engine, new_loop
+from loadgen.launch import START_LEAD_S, finish, make_engine, new_loop
 from loadgen.recorder import Interval
 from loadgen.results import ResultsWriter
 
@@ -134,13 +134,9 @@ def run_workers(options, choice, body, out_dir, header, on_progress) -> dict:
         schedulers = [d["scheduler"] for d in finished.values() if d]
         cpu = hostcpu.usage(cpu_before, hostcpu.snapshot(), extra_ours_s=sum(
             d["cpu_s"] for d in finished.values() if d))
-        return writer.finish(ended_at_epoch=started + elapsed, elapsed_s=elapsed,
-                             complete=not stopped and not failures,
-                             max_send_lag_ms=options.max_send_lag_ms,
-                             slo_latency_ms=options.slo_latency_ms,
-                             warmup_s=options.warmup_s, extra_reasons=failures,
-                             scheduler=merge_scheduler(schedulers) if schedulers else None,
-                             host_cpu=cpu.record() if cpu else None)
+        return finish(writer, options, started=started, elapsed_s=elapsed,
+                      complete=not stopped and not failures, extra_reasons=failures,
+                      scheduler=merge_scheduler(schedulers) if schedulers else None, cpu=cpu)
     finally:
         stop_flag.set()
         go.set()
