@@ -24,6 +24,7 @@ class Snapshot:
     busy_s: float  # all CPUs: user, nice, system, irq, softirq (not idle, iowait or steal)
     steal_s: float
     ours_s: float  # this process (every thread) and the given pids
+    throttled_s: float = 0.0  # this process's cgroup held back by its CPU quota (cpu.stat)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,15 +36,19 @@ class Usage:
     ours: float
     others: float
     steal: float
+    throttled_s: float = 0.0  # seconds our cgroup's CPU quota held us back (container limits)
 
     def record(self) -> dict:
         """run.json's "host_cpu"."""
         return {"cpus": self.cpus, "wall_s": round(self.wall_s, 3), "ours": round(self.ours, 3),
-                "others": round(self.others, 3), "steal": round(self.steal, 3)}
+                "others": round(self.others, 3), "steal": round(self.steal, 3),
+                "throttled_s": round(self.throttled_s, 3)}
 
     def describe(self) -> str:
+        quota = (f"; the cgroup's CPU quota held this measurement back {self.throttled_s:.2f} s"
+                 if self.throttled_s else "")
         return (f"of {self.cpus} CPUs, this measurement used {self.ours:.2f}, other processes "
-                f"{self.others:.2f} and the hypervisor took {self.steal:.2f} (steal)")
+                f"{self.others:.2f} and the hypervisor took {self.steal:.2f} (steal){quota}")
 
 
 def _machine() -> tuple[float, float]:
@@ -69,6 +74,35 @@ def self_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def throttled_s(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> float:
+    """How long this process's cgroup has been held back by a CPU quota (cgroup v2
+    ``throttled_usec``, v1 ``throttled_time``), 0 where there is no quota or no cgroup."""
+    try:
+        with open(proc_cgroup) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return 0.0
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: one hierarchy
+            places, key, scale = [f"{root}{path}"], "throttled_usec", 1e-6
+        elif "cpu" in controllers.split(","):  # v1: the cpu controller's own mount
+            places = [f"{root}/{m}{path}" for m in (controllers, "cpu", "cpu,cpuacct")]
+            key, scale = "throttled_time", 1e-9
+        else:
+            continue
+        for place in places:
+            try:
+                with open(f"{place}/cpu.stat") as f:
+                    for stat in f:
+                        name, _, value = stat.partition(" ")
+                        if name == key:
+                            return int(value) * scale
+            except (OSError, ValueError):
+                continue
+    return 0.0
+
+
 def snapshot(pids: Iterable[int] = ()) -> Snapshot | None:
     """The counters now; ``pids``: other processes that count as ours (a server we started)."""
     try:
@@ -76,7 +110,7 @@ def snapshot(pids: Iterable[int] = ()) -> Snapshot | None:
     except (OSError, ValueError, IndexError):
         return None
     ours = process_cpu_s("self") + sum(process_cpu_s(p) for p in pids)
-    return Snapshot(time.monotonic(), busy, steal, ours)
+    return Snapshot(time.monotonic(), busy, steal, ours, throttled_s())
 
 
 def usage(before: Snapshot | None, after: Snapshot | None, *, extra_ours_s: float = 0.0
@@ -89,4 +123,5 @@ def usage(before: Snapshot | None, after: Snapshot | None, *, extra_ours_s: floa
     ours = (after.ours_s - before.ours_s + extra_ours_s) / wall
     busy = (after.busy_s - before.busy_s) / wall
     return Usage(cpus=os.cpu_count() or 1, wall_s=wall, ours=max(0.0, ours),
-                 others=max(0.0, busy - ours), steal=max(0.0, (after.steal_s - before.steal_s) / wall))
+                 others=max(0.0, busy - ours), steal=max(0.0, (after.steal_s - before.steal_s) / wall),
+                 throttled_s=max(0.0, after.throttled_s - before.throttled_s))

@@ -10,6 +10,7 @@ def test_usage_splits_the_machines_busy_time_between_us_others_and_steal(monkeyp
     monkeypatch.setattr(hostcpu, "_machine", lambda: (machine["busy"], machine["steal"]))
     monkeypatch.setattr(hostcpu, "process_cpu_s", lambda pid: processes[pid])
     monkeypatch.setattr(hostcpu.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(hostcpu, "throttled_s", lambda: 0.0)
 
     def half_a_second():  # this process 0.4 CPU-s, the server 0.3, somebody else 0.2, steal 0.1
         machine["busy"] += 0.9
@@ -33,7 +34,7 @@ def test_usage_splits_the_machines_busy_time_between_us_others_and_steal(monkeyp
     used = hostcpu.usage(before, hostcpu.snapshot(), extra_ours_s=0.3)
     assert (used.ours, used.others) == pytest.approx((1.4, 0.4))
     assert used.record() == {"cpus": used.cpus, "wall_s": 0.5, "ours": 1.4, "others": 0.4,
-                             "steal": 0.2}
+                             "steal": 0.2, "throttled_s": 0.0}
     assert "other processes 0.40" in used.describe()
 
 
@@ -48,3 +49,18 @@ def test_counters_read_this_machine():
     assert snap is not None and snap.busy_s > 0 and snap.ours_s > 0
     assert hostcpu.process_cpu_s(2**22 + 12345) == 0.0  # a pid that does not exist
     assert hostcpu.self_cpu_s() > 0
+
+
+def test_throttling_is_read_from_the_processs_cgroup(tmp_path):
+    # cgroup v2: one hierarchy, throttled_usec; v1: the cpu controller's mount, throttled_time
+    (tmp_path / "v2" / "box").mkdir(parents=True)
+    (tmp_path / "v2" / "box" / "cpu.stat").write_text("usage_usec 9\nthrottled_usec 2500000\n")
+    (tmp_path / "v2.cgroup").write_text("0::/box\n")
+    assert hostcpu.throttled_s(str(tmp_path / "v2.cgroup"), str(tmp_path / "v2")) == 2.5
+    (tmp_path / "v1" / "cpu,cpuacct" / "box").mkdir(parents=True)
+    (tmp_path / "v1" / "cpu,cpuacct" / "box" / "cpu.stat").write_text(
+        "nr_periods 5\nnr_throttled 2\nthrottled_time 750000000\n")
+    (tmp_path / "v1.cgroup").write_text("12:memory:/box\n4:cpu,cpuacct:/box\n")
+    assert hostcpu.throttled_s(str(tmp_path / "v1.cgroup"), str(tmp_path / "v1")) == 0.75
+    assert hostcpu.throttled_s(str(tmp_path / "missing"), str(tmp_path)) == 0.0
+    assert hostcpu.throttled_s(str(tmp_path / "v1.cgroup"), str(tmp_path / "nowhere")) == 0.0

@@ -33,6 +33,7 @@ DELAY_MS = 20.0
 SECONDS = 3.0
 REL = 0.02  # the accuracy claimed for a percentile, beyond the path's own cost
 BUSY_CPUS = 0.5  # other processes + steal above this: the machine, not the test, was busy
+THROTTLED_SHARE = 0.01  # held back by a cgroup CPU quota for more than this share of the run
 
 
 def _options(url, rate, duration_s, tmp_path, **kw):
@@ -50,10 +51,12 @@ def _require_valid(result, usage: hostcpu.Usage | None, what: str) -> None:
         return
     reasons = "; ".join(result.record["validity"]["reasons"])
     where = usage.describe() if usage else "CPU use unknown (no /proc/stat)"
-    busy = usage is not None and usage.others + usage.steal > BUSY_CPUS
+    busy = usage is not None and (usage.others + usage.steal > BUSY_CPUS
+                                  or usage.throttled_s > THROTTLED_SHARE * usage.wall_s)
     if busy and os.environ.get("CI") != "true":
         pytest.skip(f"{what}: the machine was busy ({where}); {reasons}")
-    culprit = "other processes or the hypervisor" if busy else "this test's own processes"
+    culprit = ("other processes, the hypervisor or a CPU quota" if busy
+               else "this test's own processes")
     raise AssertionError(f"{what} invalid while {culprit} used the CPUs ({where}): {reasons}")
 
 
