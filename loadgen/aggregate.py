@@ -1,4 +1,5 @@
-"""Merged seconds of a run -> the results writer, and a ``Progress`` line per second for display.
+"""Merged seconds of a run -> the results writer, a ``Progress`` line per second for display,
+and the caller's rule for ending the run early (``until``).
 
 The same in one process and across workers (``workers`` merges the workers' seconds first).
 """
@@ -29,14 +30,23 @@ class Progress:
     p99_ms: float | None
 
 
+# A caller's rule: shown each merged second (after it is written), True ends the run there.
+Until = Callable[[Interval], bool]
+
+
 class Aggregator:
-    """Receives seconds (merged across workers), writes them and reports progress."""
+    """Receives seconds (merged across workers), writes them, reports progress and asks
+    ``until`` whether to end the run (``end`` is called once, the first time it says so)."""
 
     def __init__(self, writer: ResultsWriter, profile: Profile,
-                 on_progress: Callable[[Progress], None] | None) -> None:
+                 on_progress: Callable[[Progress], None] | None,
+                 until: Until | None = None, end: Callable[[], None] = lambda: None) -> None:
         self.writer = writer
         self.profile = profile
         self.on_progress = on_progress
+        self.until = until
+        self.end = end
+        self.ended = False
 
     def add(self, interval: Interval) -> None:
         t = interval.t_s
@@ -51,3 +61,6 @@ class Aggregator:
                 sent_rps=row["sent"], ok=totals.ok, errors=totals.error_count,
                 in_flight=row["in_flight"], p50_ms=recorder.ms(q[50.0]) if have else None,
                 p99_ms=recorder.ms(q[99.0]) if have else None))
+        if self.until is not None and not self.ended and self.until(interval):
+            self.ended = True
+            self.end()

@@ -5,7 +5,9 @@ index ``i`` has ``i % workers == worker_index`` and sends arrival ``i`` to targe
 ``i % n_targets`` (round-robin across the whole run). A request that would exceed
 ``max_in_flight`` is counted as ``dropped``. Once a second a ticker hands the
 recorder's interval to ``sink``; the last interval comes after in-flight requests
-finish (or, when stopped early, after a short grace).
+finish (or, when stopped early, after a short grace). A run can also be *ended* early
+(``end``: a caller's rule has what it needs, a probe decided): the schedule is cut
+there and every request already sent is waited for, as at a normal end.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ class EngineSettings:
 @dataclasses.dataclass(frozen=True)
 class EngineStats:
     elapsed_s: float  # from the schedule origin to the last interval
-    stopped_early: bool
+    stopped_early: bool  # stopped (Ctrl-C): the run is incomplete
+    ended_s: float | None  # ended by the caller's rule at this offset (None: ran its schedule)
     unsent: int  # arrivals never sent or dropped (the generator gave up on them)
     scheduler: dict  # how sends were timed: run.json's "scheduler" (see scheduler_record)
 
@@ -126,13 +129,19 @@ class Engine:
             self._opened = True
             await self.transport.open()
 
-    async def run(self, t0: float, stop: asyncio.Event | None = None) -> EngineStats:
-        """Run the schedule with origin ``t0`` (a ``clock()`` value) until done or ``stop``.
+    async def run(self, t0: float, stop: asyncio.Event | None = None,
+                  end: asyncio.Event | None = None) -> EngineStats:
+        """Run the schedule with origin ``t0`` (a ``clock()`` value) until done, ``stop``
+        (incomplete: in-flight requests get STOP_GRACE_S) or ``end`` (the schedule is cut
+        there, complete: in-flight requests are waited for, up to the transport's timeout).
 
         With ``precise`` timing (``auto`` where a timerfd exists) the calling thread runs
         the dispatch raised to real-time priority (``settings.priority``), restored after.
         """
         stop = stop or asyncio.Event()
+        end = end or asyncio.Event()
+        halt = asyncio.Event()  # stop or end: no more sends
+        ended_s: float | None = None
         loop = asyncio.get_running_loop()
         timer = None
         # the timerfd counts on CLOCK_MONOTONIC, which is time.monotonic(); a test's clock is not
@@ -146,22 +155,30 @@ class Engine:
         priority, note = self.settings.priority, None
         if timer is None and priority != "normal":
             priority, note = "normal", "normal (the send timing spins, so never real-time)"
-        ticker = stopper = dispatcher = None
+        ticker = stopper = ender = dispatcher = None
         try:
             await self.open()
             ticker = loop.create_task(self._tick(t0))
             stopper = loop.create_task(stop.wait())
+            ender = loop.create_task(end.wait())
+            for task in (stopper, ender):
+                task.add_done_callback(lambda t: halt.set())
             with timekeeping.scheduling(priority) as sched:
-                dispatcher = loop.create_task(self._dispatch(t0, stop, timer, sched))
+                dispatcher = loop.create_task(self._dispatch(t0, halt, timer, sched))
                 try:
-                    await asyncio.wait({dispatcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({dispatcher, stopper, ender},
+                                       return_when=asyncio.FIRST_COMPLETED)
                 finally:  # also when run() itself is cancelled
                     if not dispatcher.done():
                         dispatcher.cancel()
                     await asyncio.gather(dispatcher, return_exceptions=True)
                     self._priority = note or sched.text
-            if stop.is_set():
-                self._forget_scheduled_after(self.clock() - t0)
+            if halt.is_set():
+                cut = self.clock() - t0
+                if cut < self.profile.duration_s:
+                    self._forget_scheduled_after(cut)
+                    if not stop.is_set():
+                        ended_s = cut
             await self._drain(stop)
             for task in list(self._tasks):
                 task.cancel()
@@ -169,7 +186,7 @@ class Engine:
         finally:
             if timer is not None:
                 timer.close()
-            helpers = [t for t in (ticker, stopper) if t is not None]
+            helpers = [t for t in (ticker, stopper, ender) if t is not None]
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -179,7 +196,7 @@ class Engine:
         sends = dict(self._sends)
         spin_s = sends.pop("spin_s", 0.0)
         sends["due"] = self._dispatched - sum(sends.values())
-        return EngineStats(elapsed_s=elapsed, stopped_early=stop.is_set(),
+        return EngineStats(elapsed_s=elapsed, stopped_early=stop.is_set(), ended_s=ended_s,
                            unsent=self.scheduled_total - self._dispatched,
                            scheduler=scheduler_record(
                                self.settings.send_timing, timer=self._timer_kind,

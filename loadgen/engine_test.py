@@ -12,19 +12,26 @@ from loadgen.transport import FakeTransport
 
 
 def _run(profile, transport, *, max_in_flight=100, n_targets=1, worker_index=0, workers=1,
-         stop_after=None, send_timing="auto"):
+         stop_after=None, send_timing="auto", end_at_second=None):
     intervals = []
+    end = asyncio.Event()
+
+    def sink(interval):
+        intervals.append(interval)
+        if interval.t_s == end_at_second:
+            end.set()
+
     engine = Engine(profile, transport,
                     EngineSettings(max_in_flight=max_in_flight, n_targets=n_targets,
                                    worker_index=worker_index, workers=workers,
                                    send_timing=send_timing),
-                    intervals.append)
+                    sink)
 
     async def main():
         stop = asyncio.Event()
         if stop_after is not None:
             asyncio.get_running_loop().call_later(stop_after, stop.set)
-        return await engine.run(time.monotonic() + 0.05, stop)
+        return await engine.run(time.monotonic() + 0.05, stop, end)
 
     stats = asyncio.run(main())
     total = Interval(0)
@@ -100,6 +107,25 @@ def test_stop_ends_early_and_cancels_in_flight():
     assert 0 < total.sent <= 30
     assert engine.in_flight == 0
     assert total.sent <= total.scheduled <= total.sent + 3  # only arrivals before the stop
+
+
+def test_end_cuts_the_schedule_and_waits_for_every_request_in_flight():
+    # responses take longer than a stopped run's grace: an ended run still waits for them
+    fake = FakeTransport(lambda target, n: (2.5, 200))
+    profile = Profile(kind="constant", rate=40.0, duration_s=30.0)
+    stats, _, total, engine = _run(profile, fake, end_at_second=1)
+    assert not stats.stopped_early
+    assert stats.ended_s is not None and 1.0 <= stats.ended_s < 2.0
+    assert stats.elapsed_s >= stats.ended_s + 2.4  # the drain after the cut
+    assert total.sent == total.ok == fake.count > 0  # nothing cancelled
+    assert total.sent <= total.scheduled <= total.sent + 2  # only arrivals before the cut
+    assert engine.in_flight == 0
+
+
+def test_a_run_that_ends_on_its_schedule_has_no_cut():
+    fake = FakeTransport(lambda target, n: (0.0, 200))
+    stats, *_ = _run(Profile(kind="constant", rate=20.0, duration_s=0.5), fake)
+    assert stats.ended_s is None
 
 
 def test_workers_split_arrivals_by_index():

@@ -88,6 +88,27 @@ def percentiles(hist: HdrHistogram, pcts: tuple[float, ...]) -> dict[float, int]
     return out
 
 
+def count_above(hist: HdrHistogram, value_us: int) -> int:
+    """How many recorded values lie above ``value_us`` (values within the histogram's
+    precision of it count as not above)."""
+    if hist.total_count == 0:
+        return 0
+    idx = int(counts_indices(hist, np.array([max(0, int(value_us))]))[0])
+    if idx >= hist.counts_len:
+        return 0
+    return int(_counts_view(hist)[idx + 1:].sum())
+
+
+def mean_us(hist: HdrHistogram) -> float | None:
+    """The mean of the recorded values (each at its bucket's highest equivalent value),
+    vectorised: hdrh's ``get_mean_value`` walks every bucket in Python (~20 ms)."""
+    if hist.total_count == 0:
+        return None
+    counts = _counts_view(hist)
+    idx = np.flatnonzero(counts)
+    return float(counts[idx].astype(np.float64) @ values_from_indices(hist, idx).astype(np.float64)) / hist.total_count
+
+
 def ms(value_us: float) -> float:
     return round(value_us / 1000.0, 3)
 

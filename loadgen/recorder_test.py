@@ -102,3 +102,23 @@ def test_absorbing_in_pieces_equals_one_load():
     recorder.load_values(whole, values)
     assert interval.hists["corrected"].equals(whole)
     assert rec.take_interval(2, in_flight=0).hists["corrected"].get_total_count() == 0
+
+
+def test_count_above_counts_values_beyond_the_threshold():
+    hist = recorder.new_histogram()
+    recorder.load_values(hist, np.array([10, 500, 999, 1000, 1001, 2000, 50_000], dtype=np.int64))
+    assert recorder.count_above(hist, 1000) == 3  # 1 us buckets below 2048 us
+    assert recorder.count_above(hist, 0) == 7
+    assert recorder.count_above(hist, 60_000_000) == 0
+    assert recorder.count_above(recorder.new_histogram(), 5) == 0
+    big = recorder.new_histogram()
+    recorder.load_values(big, np.array([1_000_000, 1_000_400, 1_002_000], dtype=np.int64))
+    assert recorder.count_above(big, 1_000_000) == 1  # 1_000_400 shares 1 s's bucket (3 digits)
+
+
+def test_mean_us_is_the_mean_at_the_histograms_precision():
+    hist = recorder.new_histogram()
+    values = np.array([100, 2_000, 35_000, 1_200_000, 1_200_000], dtype=np.int64)
+    recorder.load_values(hist, values)
+    assert recorder.mean_us(hist) == pytest.approx(values.mean(), rel=1e-3)
+    assert recorder.mean_us(recorder.new_histogram()) is None

@@ -224,13 +224,20 @@ class ResultsWriter:
     def finish(self, *, ended_at_epoch: float, elapsed_s: float, complete: bool,
                max_send_lag_ms: float | None = None, slo_latency_ms: float | None = None,
                warmup_s: float = 0.0, extra_reasons: list[str] | tuple[str, ...] = (),
-               scheduler: dict | None = None, host_cpu: dict | None = None) -> dict:
+               scheduler: dict | None = None, host_cpu: dict | None = None,
+               ended_s: float | None = None) -> dict:
         """Write the final run.json, close the files and return the run record.
+
+        ``ended_s``: the caller's rule ended the run at this offset of its schedule (the
+        window measured, and the one the schedule is judged on); run.json's ``ended_by``
+        says ``"rule"``, else ``"schedule"`` (or ``"stop"`` when incomplete).
 
         ``max_send_lag_ms`` / ``slo_latency_ms``: see ``send_lag_bound``. ``host_cpu``:
         what the machine's CPUs did meanwhile (``hostcpu.Usage.record()``).
         """
         duration_s = float(self.header.get("profile", {}).get("duration_s") or elapsed_s)
+        if ended_s is not None:
+            duration_s = min(duration_s, ended_s)
         lag = self.totals.hists["send_lag"]
         lag_p99 = (recorder.ms(recorder.percentiles(lag, (99.0,))[99.0])
                    if lag.total_count else None)
@@ -245,6 +252,7 @@ class ResultsWriter:
                                    send_lag_bound_ms=bound, send_lag_rule=rule,
                                    complete=complete, out_of_range=record["out_of_range"],
                                    elapsed_s=elapsed_s, duration_s=duration_s)
+        record["ended_by"] = "stop" if not complete else "rule" if ended_s is not None else "schedule"
         if scheduler is not None:
             record["scheduler"] = scheduler
         if host_cpu is not None:

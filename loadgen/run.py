@@ -16,14 +16,14 @@ from collections.abc import Callable
 
 from loadgen import hostcpu, transports, workers
 from loadgen import payload as payload_mod
-from loadgen.aggregate import Aggregator, Progress
+from loadgen.aggregate import Aggregator, Progress, Until
 from loadgen.launch import START_LEAD_S, finish, make_engine, new_loop
 from loadgen.options import LOOPS, OptionsError, RunOptions, choose_transport
 from loadgen.recorder import Interval
 from loadgen.results import ResultsWriter
 
-__all__ = ["LOOPS", "OptionsError", "Progress", "RunOptions", "RunResult", "choose_transport",
-           "default_server_identity", "run"]
+__all__ = ["LOOPS", "OptionsError", "Progress", "RunOptions", "RunResult", "Until",
+           "choose_transport", "default_server_identity", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,13 +47,15 @@ def default_server_identity() -> dict:
 def run(options: RunOptions, out_dir: str, *, config_record: dict | None = None,
         server_identity: dict | None = None,
         on_progress: Callable[[Progress], None] | None = None,
-        choice: transports.Choice | None = None) -> RunResult:
+        choice: transports.Choice | None = None, until: Until | None = None) -> RunResult:
     """Measure one target with ``options``; write results into ``out_dir``.
 
     Ctrl-C (SIGINT) or SIGTERM during the run ends it cleanly: the files are complete
     and run.json says ``"complete": false``. Raises OptionsError / PayloadError for bad
     input before anything is sent. ``choice``: ``choose_transport(options)``, if the caller
-    has it already.
+    has it already. ``until``: shown each second (merged across workers, already written);
+    when it returns True the schedule is cut there, the requests in flight are waited for,
+    and run.json says ``"ended_by": "rule"`` with the schedule's window that ran.
     """
     choice = choice or choose_transport(options)
     body = payload_mod.load(options.payload)
@@ -61,13 +63,13 @@ def run(options: RunOptions, out_dir: str, *, config_record: dict | None = None,
               "profile": options.profile.to_dict(), "payload": body.record(),
               "targets": list(options.targets), "options": options.record() | choice.record()}
     if options.workers > 1:
-        record = workers.run_workers(options, choice, body, out_dir, header, on_progress)
+        record = workers.run_workers(options, choice, body, out_dir, header, on_progress, until)
     else:
-        record = _run_inprocess(options, choice, body, out_dir, header, on_progress)
+        record = _run_inprocess(options, choice, body, out_dir, header, on_progress, until)
     return RunResult(out_dir, record)
 
 
-def _run_inprocess(options, choice, body, out_dir, header, on_progress) -> dict:
+def _run_inprocess(options, choice, body, out_dir, header, on_progress, until) -> dict:
     """One engine in this process; returns run.json's record."""
     aggregator: Aggregator | None = None  # made once the schedule's origin is chosen
 
@@ -79,7 +81,7 @@ def _run_inprocess(options, choice, body, out_dir, header, on_progress) -> dict:
     async def main():
         nonlocal aggregator
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        stop, end = asyncio.Event(), asyncio.Event()
         handled = []
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -91,8 +93,8 @@ def _run_inprocess(options, choice, body, out_dir, header, on_progress) -> dict:
             t0 = time.monotonic() + START_LEAD_S
             started = time.time() + START_LEAD_S
             writer = ResultsWriter(out_dir, header, started)
-            aggregator = Aggregator(writer, options.profile, on_progress)
-            stats = await engine.run(t0, stop)
+            aggregator = Aggregator(writer, options.profile, on_progress, until, end.set)
+            stats = await engine.run(t0, stop, end)
             return stats, started, writer, cpu_before
         finally:
             for sig in handled:
@@ -101,5 +103,5 @@ def _run_inprocess(options, choice, body, out_dir, header, on_progress) -> dict:
     with asyncio.Runner(loop_factory=lambda: new_loop(options.loop)) as runner:
         stats, started, writer, cpu_before = runner.run(main())
     return finish(writer, options, started=started, elapsed_s=stats.elapsed_s,
-                  complete=not stats.stopped_early, scheduler=stats.scheduler,
+                  complete=not stats.stopped_early, ended_s=stats.ended_s, scheduler=stats.scheduler,
                   cpu=hostcpu.usage(cpu_before, hostcpu.snapshot()))

@@ -24,22 +24,22 @@ from loadgen.results import ResultsWriter
 READY_TIMEOUT_S = 60.0
 
 
-def _worker_main(options, choice, body, index, q, go, t0_value, stop_flag) -> None:
+def _worker_main(options, choice, body, index, q, go, t0_value, stop_flag, end_flag) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         engine = make_engine(options, choice, body, lambda iv: q.put(
             ("interval", index, iv.to_wire())), worker_index=index)
         async def main():
-            stop = asyncio.Event()
+            stop, end = asyncio.Event(), asyncio.Event()
 
             async def watch():
-                while not stop_flag.is_set():
+                while not stop_flag.is_set() and not end_flag.is_set():
                     await asyncio.sleep(0.05)
-                stop.set()
+                (stop if stop_flag.is_set() else end).set()
 
             watcher = asyncio.get_running_loop().create_task(watch())
             try:
-                return await engine.run(t0_value.value, stop)
+                return await engine.run(t0_value.value, stop, end)
             finally:
                 watcher.cancel()
 
@@ -51,21 +51,22 @@ def _worker_main(options, choice, body, index, q, go, t0_value, stop_flag) -> No
             stats = runner.run(main())
         q.put(("done", index, {"elapsed_s": stats.elapsed_s,
                                "stopped_early": stats.stopped_early,
+                               "ended_s": stats.ended_s,
                                "scheduler": stats.scheduler,
                                "cpu_s": hostcpu.self_cpu_s() - cpu0}))
     except BaseException as e:  # report, never hang the parent
         q.put(("failed", index, f"{type(e).__name__}: {e}"))
 
 
-def run_workers(options, choice, body, out_dir, header, on_progress) -> dict:
+def run_workers(options, choice, body, out_dir, header, on_progress, until=None) -> dict:
     """``options.workers`` engines in worker processes; returns run.json's record."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    go, stop_flag = ctx.Event(), ctx.Event()
+    go, stop_flag, end_flag = ctx.Event(), ctx.Event(), ctx.Event()
     t0_value = ctx.Value("d", 0.0)
     n = options.workers
     procs = [ctx.Process(target=_worker_main, name=f"loadgen-worker-{i}", daemon=True,
-                         args=(options, choice, body, i, q, go, t0_value, stop_flag))
+                         args=(options, choice, body, i, q, go, t0_value, stop_flag, end_flag))
              for i in range(n)]
     for p in procs:
         p.start()
@@ -93,7 +94,7 @@ def run_workers(options, choice, body, out_dir, header, on_progress) -> dict:
         t0_value.value = time.monotonic() + START_LEAD_S
         started = time.time() + START_LEAD_S
         writer = ResultsWriter(out_dir, header, started)
-        agg = Aggregator(writer, options.profile, on_progress)
+        agg = Aggregator(writer, options.profile, on_progress, until, end_flag.set)
         go.set()
         pending: dict[int, tuple[Interval, set]] = {}
         reported: dict[int, int] = {i: 0 for i in range(n)}  # last second each sent
@@ -132,10 +133,12 @@ def run_workers(options, choice, body, out_dir, header, on_progress) -> dict:
         elapsed = max((d["elapsed_s"] for d in finished.values() if d), default=0.0)
         stopped = bool(interrupted) or any(d and d["stopped_early"] for d in finished.values())
         schedulers = [d["scheduler"] for d in finished.values() if d]
+        cuts = [d["ended_s"] for d in finished.values() if d and d["ended_s"] is not None]
         cpu = hostcpu.usage(cpu_before, hostcpu.snapshot(), extra_ours_s=sum(
             d["cpu_s"] for d in finished.values() if d))
         return finish(writer, options, started=started, elapsed_s=elapsed,
                       complete=not stopped and not failures, extra_reasons=failures,
+                      ended_s=max(cuts) if cuts and not stopped else None,
                       scheduler=merge_scheduler(schedulers) if schedulers else None, cpu=cpu)
     finally:
         stop_flag.set()
