@@ -133,7 +133,10 @@ def _api_error(e: ApiException, doing: str) -> DeployError:
 
 
 class ClusterBackend:
-    """Deploys Configs to the cluster ``api_client`` points at, one at a time."""
+    """Deploys Configs to the cluster ``api_client`` points at, one at a time (the search
+    measures them in blocks, alternating their order between repeats)."""
+
+    holds_many = False
 
     def __init__(
         self,
@@ -224,13 +227,15 @@ class ClusterBackend:
         }
         return Target(base_urls=(base,), model_name=model, identity=identity)
 
-    def problems(self) -> list[str]:
-        """What went wrong without stopping the measurement: a port-forward that died."""
+    def problems(self, config: Config | None = None) -> list[str]:
+        """What went wrong without stopping the measurement: a port-forward that died
+        (one Config is deployed at a time, so ``config`` names it or nothing)."""
         if self._forward is not None and self._forward.poll() is not None:
             return [f"kubectl port-forward exited with code {self._forward.returncode}"]
         return []
 
-    def teardown(self) -> None:
+    def teardown(self, config: Config | None = None) -> None:
+        """Deletes what was applied (one Config at a time: ``config`` changes nothing)."""
         self._stop_forward()
         errors = []
         for kind, name, ns in reversed(self._applied):

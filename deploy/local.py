@@ -34,7 +34,13 @@ def cpu_sets(replicas: int, cpus_each: int, available: Sequence[int]) -> list[tu
 
 
 class LocalBackend:
-    """Runs each Config as pinned local server processes; use as a context manager."""
+    """Runs each Config as pinned local server processes; use as a context manager.
+
+    Several Configs may be up at once (``holds_many``): the capacity search keeps them all
+    up and interleaves its probes across them; an idle server costs no CPU.
+    """
+
+    holds_many = True
 
     def __init__(
         self,
@@ -58,7 +64,7 @@ class LocalBackend:
         # The load generator shares this machine with the servers (on a cluster it would not):
         # lower the servers' CPU priority so the generator keeps to its schedule.
         self.server_nice = server_nice
-        self._procs: list[Any] = []
+        self._running: dict[str, list[Any]] = {}  # config id -> its replicas
 
     def __enter__(self) -> LocalBackend:
         return self
@@ -67,15 +73,16 @@ class LocalBackend:
         self.teardown()
 
     def deploy(self, config: Config) -> Target:
-        if self._procs:
-            raise DeployError("a configuration is still running: call teardown() first")
+        if config.id in self._running:
+            raise DeployError(f"{config.name} is already running: call teardown() first")
         if not self.model_base_path.is_dir():
             raise DeployError(f"model base path {self.model_base_path} is not a directory")
         launch = self._launch or launcher.launch
         sets = cpu_sets(config.replicas, config.cpu, self.cpus)
+        procs = self._running[config.id] = []
         try:
             for i, cpus in enumerate(sets):
-                self._procs.append(
+                procs.append(
                     launch(
                         config.serving,
                         model_base_path=self.model_base_path,
@@ -87,35 +94,45 @@ class LocalBackend:
                         nice=self.server_nice,
                     )
                 )
-            for proc in self._procs:
+            for proc in procs:
                 proc.wait_available(self.available_timeout_s)
         except BaseException as e:
-            self.teardown()
+            self.teardown(config)
             if isinstance(e, DeployError) or not isinstance(e, Exception):
                 raise
             raise DeployError(f"{config.name}: local server did not come up: {e}") from e
-        identity = dict(self._procs[0].identity)
+        identity = dict(procs[0].identity)
         identity.pop("pid", None)
-        identity["replicas"] = len(self._procs)
+        identity["replicas"] = len(procs)
         identity["cpus"] = [list(s) for s in sets]  # one CPU set per replica
         model = config.serving.model_name
-        bases = tuple(p.url for p in self._procs)
+        bases = tuple(p.url for p in procs)
         return Target(base_urls=bases, model_name=model, identity=identity)
 
-    def problems(self) -> list[str]:
-        """Replicas of the running Config that have exited (e.g. killed or crashed) since deploy."""
+    def _of(self, config: Config | None) -> list[Any]:
+        if config is not None:
+            return self._running.get(config.id, [])
+        return [p for procs in self._running.values() for p in procs]
+
+    def problems(self, config: Config | None = None) -> list[str]:
+        """Replicas that have exited (e.g. killed or crashed) since deploy: ``config``'s, or all."""
         return [
             f"replica {i} (pid {proc.pid}, {proc.url}) exited with code {proc.proc.returncode}"
-            for i, proc in enumerate(self._procs)
+            for i, proc in enumerate(self._of(config))
             if proc.proc.poll() is not None
         ]
 
-    def pids(self) -> list[int]:
-        """Process ids of the running Config's replicas, in replica order."""
-        return [proc.pid for proc in self._procs]
+    def pids(self, config: Config | None = None) -> list[int]:
+        """Process ids of ``config``'s replicas (or every running one), in replica order."""
+        return [proc.pid for proc in self._of(config)]
 
-    def teardown(self) -> None:
-        procs, self._procs = self._procs, []
+    def teardown(self, config: Config | None = None) -> None:
+        """Stops ``config``'s servers, or every running Config's; safe to call twice."""
+        if config is None:
+            procs = self._of(None)
+            self._running = {}
+        else:
+            procs = self._running.pop(config.id, [])
         errors = []
         for proc in reversed(procs):
             try:

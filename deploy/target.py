@@ -37,19 +37,22 @@ class Target:
 
 
 class Backend(Protocol):
-    """Deploys one Config at a time."""
+    """Deploys Configs: one at a time, or several at once when ``holds_many``."""
+
+    holds_many: bool  # several Configs may be up at once (the search interleaves them)
 
     def deploy(self, config: Config) -> Target:
         """Brings ``config`` up, waits until its model answers, and returns where it is."""
         ...
 
-    def problems(self) -> list[str]:
-        """What went wrong with the deployed Config without stopping it (a replica that
-        exited mid-run, say); checked after each measurement and recorded in status.json."""
+    def problems(self, config: Config | None = None) -> list[str]:
+        """What went wrong with a deployed Config without stopping it (a replica that
+        exited mid-run, say); checked after each measurement and recorded in status.json.
+        ``config``: that Config's (a backend holding one may ignore it), else all."""
         ...
 
-    def teardown(self) -> None:
-        """Removes whatever the last ``deploy`` started; safe to call twice."""
+    def teardown(self, config: Config | None = None) -> None:
+        """Removes ``config``'s deployment (or everything deployed); safe to call twice."""
         ...
 
 
