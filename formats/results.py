@@ -20,16 +20,27 @@ WARMUP_SCHEMA = "servesweep.warmup/1"
 SWEEP_SCHEMA = "servesweep.sweep/1"
 TABLE_SCHEMA = "servesweep.table/1"  # report/table.csv
 COMPARE_SCHEMA = "servesweep.compare/1"  # report/compare.csv
+PROBES_SCHEMA = "servesweep.probes/1"  # <config>/probes.csv: the capacity search's probes
 
 # File names inside a sweep directory and a run (config) directory.
 SWEEP_FILE = "sweep.json"
 RUN_FILE = "run.json"
 SERIES_FILE = "series.csv"
+PROBES_FILE = "probes.csv"
+PROBES_DIR = "probes"  # <config>/probes/<repeat>-<n>/: each probe's own run directory
 HLOG_FILES = {"corrected": "latency.hlog", "uncorrected": "latency_uncorrected.hlog"}
 
 SERIES_COLUMNS = ("t_s", "target_rps", "scheduled", "sent", "ok", "errors", "dropped",
                   "error_classes", "in_flight", "p50_ms", "p90_ms", "p99_ms", "max_ms",
                   "send_lag_p99_ms")
+
+# One row per probe of the capacity search (docs/results-format.md "probes.csv").
+PROBES_COLUMNS = ("config", "repeat", "probe", "rate", "seconds", "requests", "over", "errors",
+                  "error_classes", "p50_ms", "p90_ms", "p99_ms", "inflation", "over_lo", "over_hi",
+                  "backlog_slope", "verdict", "marginal", "valid", "reason", "dir")
+
+# run.json's "method": how a Config's capacity was measured
+METHODS = ("search", "ramp")
 
 # Every latency histogram, written or read: integer microseconds, 1 us - 60 s, 3 digits.
 LOWEST_US = 1

@@ -18,11 +18,15 @@ import click
 
 from analysis.compare import compare_with_baseline, format_comparison, write_comparison
 from analysis.report import build_report
+from formats.results import METHODS
+from formats.units import UnitError, parse_duration
 from loadgen import flags
 from loadgen.options import OptionsError
 from loadgen.payload import PayloadError
 from sweep import backends, display, models, specs
 from sweep import loop as sweep_mod
+from sweep.capacity import fit_budget
+from sweep.search_flags import method_text, pop_search_flags, search_flags
 from sweep.warmup import WarmupOptions
 from tools.python.runpath import user_path
 
@@ -65,9 +69,16 @@ def _repo() -> Path | None:
 @click.option("--target-rps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Traffic to provision for: the report recommends the cheapest Config that serves it.")
 @click.option("--no-report", is_flag=True, help="Measure only; run //analysis:report later.")
+@click.option("--method", type=click.Choice(METHODS), default=None,
+              help="search (default): each Config's capacity from constant-rate probes with a statistical "
+                   "verdict; ramp: the seed study's method, one run of the spec's profile per Config.")
+@search_flags
+@click.option("--budget", default=None,
+              help="Bound the search's time (e.g. 20m): fewer repeats, then a coarser resolution, then "
+                   "shorter probes, as needed; says what it gave up.")
 @flags.generator_flags
 def main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, models, model_name, model_arch, force,
-         rerun, list_only, pricing, target_rps, no_report, **generator) -> None:
+         rerun, list_only, pricing, target_rps, no_report, method, budget, **generator) -> None:
     """Find the cheapest TF Serving deployment that meets the SLO: deploy, warm up, load and
     tear down every Config of a sweep spec, then write the report and print the recommendation.
 
@@ -76,16 +87,18 @@ def main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, m
     loop, send_timing, priority); a flag wins. Durations are
     250ms, 1.5s, 5m or 1h; a bare number is seconds."""
     try:
+        search = pop_search_flags(generator)
         _main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, models_dir=models,
               model_name=model_name, model_arch=model_arch, force=force, rerun=rerun, list_only=list_only,
               pricing=pricing, target_rps=target_rps, no_report=no_report,
-              given=flags.pop_generator_flags(generator))
-    except (sweep_mod.SweepError, OptionsError, PayloadError) as err:
+              given=flags.pop_generator_flags(generator), method=method, search=search,
+              budget_s=parse_duration(budget, positive=True) if budget else None)
+    except (sweep_mod.SweepError, OptionsError, PayloadError, UnitError) as err:
         raise click.ClickException(str(err)) from None
 
 
 def _main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, *, models_dir, model_name, model_arch,
-          force, rerun, list_only, pricing, target_rps, no_report, given) -> None:
+          force, rerun, list_only, pricing, target_rps, no_report, given, method, search, budget_s) -> None:
     echo = display.Display(sys.stderr)
     recorded = None
     if rerun:
@@ -94,6 +107,10 @@ def _main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, 
         sweep = specs.load_spec(user_path(spec_path) if spec_path else _bundled(DEFAULT_SPEC), profile, model_name)
     kind = backends.backend_kind(sweep, backend)
     load = specs.load_options(sweep, given, recorded)
+    method, search_options = specs.method_options(profile, method, search, recorded)
+    given_up: list[str] = []
+    if budget_s is not None and method == "search":
+        search_options, given_up = fit_budget(len(sweep.configs), search_options, budget_s)
     if list_only:
         for c in sweep.configs:
             click.echo(f"{c.id}  {c.name}  replicas={c.replicas} cpu={c.cpu} "
@@ -107,9 +124,11 @@ def _main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, 
         models.ensure_model(models_path, sweep.configs[0].serving.model_name, model_arch, echo.line)
     lock = _bundled("requirements_lock.txt")
     options = sweep_mod.SweepOptions(out_dir=out_dir, load=load, force=force, warmup=WarmupOptions(),
-                                     lock_path=lock if lock.is_file() else None, repo=_repo())
+                                     lock_path=lock if lock.is_file() else None, repo=_repo(),
+                                     method=method, search=search_options, given_up=tuple(given_up))
     echo.line(f"sweep {sweep.name} ({sweep.id}): {len(sweep.configs)} Configs, backend {kind}, "
               f"SLO {sweep.slo.text()} -> {out_dir}")
+    echo.line(method_text(method, search_options, len(sweep.configs), given_up))
     target = backends.make_backend(sweep, kind, models=models_path, workdir=root / ".work" / out_dir.name,
                                    kube_context=kube_context, endpoint=endpoint, allow_tags=allow_tags)
     try:

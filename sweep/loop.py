@@ -1,4 +1,8 @@
-"""The sweep: for each Config, deploy -> warm up -> load -> tear down; then the report.
+"""The sweep: for each Config, deploy -> warm up -> measure -> tear down; then the report.
+
+Two methods (``SweepOptions.method``): ``search`` (the default, ``sweep.capacity``: each
+Config's capacity from constant-rate probes, interleaved across Configs) and ``ramp``
+(the seed study's: one run of the spec's load profile per Config, this module's loop).
 
 One plain loop (STYLE.md 8). Results are keyed by Config id under ``out_dir``; a
 Config whose run finished is skipped on the next run unless ``force``. A Config that
@@ -10,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,15 +21,16 @@ from typing import Any
 
 from deploy.spec import Config, Sweep
 from deploy.target import Backend, Target
-from formats.results import RUN_FILE, STATUS_SCHEMA, SWEEP_FILE, SWEEP_SCHEMA, TOOL
+from formats.results import METHODS, SWEEP_FILE, SWEEP_SCHEMA, TOOL
 from loadgen import payload as payload_mod
 from loadgen.options import GeneratorOptions
-from loadgen.run import Progress, RunOptions, run
+from loadgen.run import RunOptions, run
 from loadgen.schedule import Profile
 from sweep import provenance, scrape
+from sweep.capacity import SearchOptions, SearchSweep, run_search
+from sweep.events import ConfigOutcome, Event, SweepOutcome
+from sweep.status import Status, fresh_dir, is_complete, write_json
 from sweep.warmup import WarmupOptions, warm_up
-
-PHASES = ("deploying", "warming up", "loading", "tearing down")
 
 
 class SweepError(RuntimeError):
@@ -41,41 +45,13 @@ class SweepOptions:
     warmup: WarmupOptions = dataclasses.field(default_factory=WarmupOptions)
     lock_path: Path | None = None
     repo: Path | None = None
+    method: str = "search"  # formats.results.METHODS: the capacity search, or the seed's ramp
+    search: SearchOptions = dataclasses.field(default_factory=SearchOptions)
+    given_up: tuple[str, ...] = ()  # what --budget gave up (recorded in sweep.json)
 
-
-@dataclasses.dataclass(frozen=True)
-class Event:
-    """Progress of the sweep, for display."""
-
-    index: int  # 1-based
-    total: int
-    name: str
-    phase: str  # one of PHASES, or "skipped" / "done" / "failed"
-    detail: str = ""
-    progress: Progress | None = None
-    eta_s: float | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class ConfigOutcome:
-    config_id: str
-    name: str
-    status: str  # done | skipped | failed | interrupted
-    error: str | None = None
-    valid: bool | None = None
-    problems: tuple[str, ...] = ()
-    seconds: float = 0.0
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepOutcome:
-    out_dir: Path
-    outcomes: tuple[ConfigOutcome, ...]
-    interrupted: bool
-    seconds: float
-
-    def count(self, status: str) -> int:
-        return sum(o.status == status for o in self.outcomes)
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise SweepError(f"method {self.method!r}: use one of {', '.join(METHODS)}")
 
 
 def profile_from(spec: Mapping[str, Any]) -> Profile:
@@ -87,25 +63,6 @@ def profile_from(spec: Mapping[str, Any]) -> Profile:
         spawn_rate=spec.get("spawn_rate"), per_user_rps=spec.get("per_user_rps"),
         steps=tuple((float(r), float(d)) for r, d in steps) if steps else None,
     )
-
-
-def read_status(config_dir: Path) -> dict | None:
-    try:
-        status = json.loads((config_dir / "status.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return status if status.get("schema") == STATUS_SCHEMA else None
-
-
-def is_complete(config_dir: Path) -> bool:
-    status = read_status(config_dir)
-    return bool(status and status["status"] == "done" and (config_dir / RUN_FILE).is_file())
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
-    tmp.replace(path)
 
 
 def sweep_record(sweep: Sweep, options: SweepOptions) -> dict:
@@ -121,6 +78,9 @@ def sweep_record(sweep: Sweep, options: SweepOptions) -> dict:
         "configs": [c.to_record() for c in sweep.configs],
         "image_note": sweep.image_note,
         "load": options.load.to_mapping(),
+        "method": options.method,
+        "search": options.search.record() if options.method == "search" else None,
+        "budget_gave_up": list(options.given_up),
         "tool": dict(TOOL),
         "lock_sha256": provenance.file_sha256(options.lock_path) if options.lock_path else None,
         "git": provenance.git_commit(options.repo),
@@ -168,7 +128,12 @@ def run_sweep(sweep: Sweep, backend: Backend, options: SweepOptions,
             recorded = None
         if recorded != sweep.id:
             raise SweepError(f"{out} holds another sweep ({recorded}); use a new --out")
-    _write_json(existing, sweep_record(sweep, options))
+    write_json(existing, sweep_record(sweep, options))
+    if options.method == "search":
+        how = SearchSweep(out_dir=out, slo=sweep.slo, load=options.load, warmup=options.warmup,
+                          search=options.search, force=options.force)
+        outcomes, interrupted = run_search(sweep.configs, backend, how, body, on_event, skip=is_complete)
+        return SweepOutcome(out, tuple(outcomes), interrupted, time.monotonic() - started)
 
     eta = _Eta(sweep.configs, options.warmup)
     outcomes: list[ConfigOutcome] = []
@@ -201,25 +166,14 @@ def run_sweep(sweep: Sweep, backend: Backend, options: SweepOptions,
 
 def _measure(config: Config, backend: Backend, body: payload_mod.Payload, options: SweepOptions,
              config_dir: Path, slo_ms: float, phase: Callable[..., None]) -> ConfigOutcome:
-    if config_dir.exists():
-        shutil.rmtree(config_dir)  # a failed, interrupted or --force'd earlier attempt
-    config_dir.mkdir(parents=True)
-    status: dict[str, Any] = {"schema": STATUS_SCHEMA, "config_id": config.id, "name": config.name,
-                              "status": "running", "error": None, "problems": [], "phases_s": {},
-                              "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    status_path = config_dir / "status.json"
+    fresh_dir(config_dir)
+    status = Status(config_dir, config.id, config.name)
 
     def finish(state: str, error: str | None = None, valid: bool | None = None) -> ConfigOutcome:
-        status.update(status=state, error=error, valid=valid,
-                      ended_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        _write_json(status_path, status)
-        return ConfigOutcome(config.id, config.name, state, error, valid, tuple(status["problems"]))
+        status.finish(state, error, valid)
+        return ConfigOutcome(config.id, config.name, state, error, valid, tuple(status.problems))
 
-    def timed(name: str, t0: float) -> None:
-        status["phases_s"][name] = round(time.monotonic() - t0, 3)
-        _write_json(status_path, status)
-
-    _write_json(status_path, status)
+    timed = status.timed
     t0 = time.monotonic()
     phase("deploying")
     try:
@@ -239,18 +193,16 @@ def _measure(config: Config, backend: Backend, body: payload_mod.Payload, option
         phase("tearing down")
         _teardown(backend, status)
         timed("teardown", t0)
-        if status["status"] != "running":
-            _write_json(status_path, status)
 
 
 def _warm_and_load(config: Config, backend: Backend, body: payload_mod.Payload, options: SweepOptions,
-                   config_dir: Path, slo_ms: float, target: Target, status: dict[str, Any],
+                   config_dir: Path, slo_ms: float, target: Target, status: Status,
                    phase: Callable[..., None], timed: Callable[[str, float], None],
                    finish: Callable[..., ConfigOutcome]) -> ConfigOutcome:
     t0 = time.monotonic()
     phase("warming up")
     warm = warm_up(target.urls, body.body, body.content_type, options.warmup, timeout_s=options.load.timeout_s)
-    _write_json(config_dir / "warmup.json", warm.record())
+    write_json(config_dir / "warmup.json", warm.record())
     timed("warmup", t0)
     if warm.ok == 0:
         return finish("failed", "no warm-up request succeeded: " + ", ".join(warm.errors[:3]))
@@ -269,17 +221,18 @@ def _warm_and_load(config: Config, backend: Backend, body: payload_mod.Payload, 
     after = [scrape.scrape(url) for url in bases]
     if bases:
         scrape.write_csv(config_dir / "server_metrics.csv", bases, [s for s, _ in before], [s for s, _ in after])
-        status["problems"] += [err for _, err in before + after if err]
-    status["problems"] += list(backend.problems())
+        status.problems.extend(err for _, err in before + after if err)
+    status.problems.extend(backend.problems(config))
     if not result.complete:
         return finish("interrupted", "stopped by Ctrl-C while loading", result.valid)
-    if status["problems"]:
-        return finish("done", "; ".join(status["problems"]), result.valid)
+    if status.problems:
+        return finish("done", "; ".join(status.problems), result.valid)
     return finish("done", None, result.valid)
 
 
-def _teardown(backend: Backend, status: dict) -> None:
+def _teardown(backend: Backend, status: Status, config: Config | None = None) -> None:
     try:
-        backend.teardown()
+        backend.teardown(config)
     except Exception as err:
-        status["problems"].append(f"teardown: {err}")
+        status.problems.append(f"teardown: {err}")
+        status.save()

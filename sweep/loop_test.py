@@ -73,6 +73,8 @@ def _config(config_id: str) -> Config:
 
 
 class FakeBackend:
+    holds_many = False
+
     def __init__(self, server: _Server, fail: set[str] = frozenset(), problems: dict | None = None) -> None:
         self.server, self.fail, self.problem_map = server, fail, problems or {}
         self.deployed: list[str] = []
@@ -87,10 +89,10 @@ class FakeBackend:
         return Target(base_urls=(f"http://127.0.0.1:{self.server.port}",), model_name="m",
                       identity={"kind": "fake"})
 
-    def problems(self) -> list[str]:
+    def problems(self, config: Config | None = None) -> list[str]:
         return list(self.problem_map.get(self.current, []))
 
-    def teardown(self) -> None:
+    def teardown(self, config: Config | None = None) -> None:
         self.torn_down += 1
         self.current = None
 
@@ -105,6 +107,8 @@ def _sweep(*ids: str, name: str = "test") -> Sweep:
 
 
 def _options(tmp_path: Path, **kw) -> sweep_mod.SweepOptions:
+    """The ramp method's loop (the search's has its own tests: capacity_test.py)."""
+    kw.setdefault("method", "ramp")
     return sweep_mod.SweepOptions(out_dir=tmp_path / "s-test", load=GeneratorOptions(payload="b64"),
                                   warmup=FAST_WARMUP, **kw)
 

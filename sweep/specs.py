@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from loadgen import flags
 from loadgen import payload as payload_mod
 from loadgen.options import GeneratorOptions, OptionsError
 from loadgen.payload import PayloadError
+from sweep.capacity import SearchOptions
 from sweep.loop import SweepError
 
 # The seed study's load: Locust, 150 users, +1 user/s, constant(1) wait, 5 minutes.
@@ -94,3 +96,30 @@ def load_recorded(results_dir: Path) -> tuple[Sweep, dict[str, Any]]:
         raise SweepError("the recorded sweep no longer expands to the same Configs (image lock or tool "
                          "changed): " + ", ".join(changed))
     return sweep, recorded
+
+
+def method_options(profile: str, method: str | None, search: dict[str, Any],
+                   recorded: dict[str, Any] | None = None) -> tuple[str, SearchOptions]:
+    """How Configs are measured: ``method`` (default ``search``; ``--profile seed`` means the
+    seed's ramp) and the search's options (``search``: the flags given, None for unset);
+    a rerun repeats what was recorded (sweeps recorded before the search are ramps)."""
+    given = {k: v for k, v in search.items() if v is not None}
+    if recorded is not None:
+        if method is not None or given:
+            raise SweepError("--rerun repeats the recorded method and search options; drop "
+                             + ", ".join(sorted(["--method"] * (method is not None) + [f"--{k}" for k in given])))
+        method = recorded.get("method") or "ramp"
+        fields = {f.name for f in dataclasses.fields(SearchOptions)}
+        kept = {k: v for k, v in (recorded.get("search") or {}).items() if k in fields}
+        return method, SearchOptions(**kept)
+    if profile == "seed":
+        if method == "search":
+            raise SweepError("--profile seed is the seed study's ramp: use it with --method ramp (or alone)")
+        method = "ramp"
+    method = method or "search"
+    if method == "ramp" and given:
+        raise SweepError(f"{', '.join('--' + k for k in sorted(given))}: search options, but the method is ramp")
+    try:
+        return method, SearchOptions(**given)
+    except (TypeError, ValueError) as err:
+        raise SweepError(f"search options: {err}") from None

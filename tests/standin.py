@@ -38,3 +38,47 @@ def poisson_arrivals(rate: float, duration_s: float, seed: int) -> np.ndarray:
     gaps = rng.exponential(1.0 / rate, int(rate * duration_s * 1.2) + 100)
     t = np.cumsum(gaps)
     return t[t < duration_s]
+
+
+def round_robin_latencies(arrivals_s: np.ndarray, service_s: float, replicas: int) -> np.ndarray:
+    """Latencies when arrival i goes to replica i % replicas, each replica its own FIFO
+    server with a fixed service time (what the load generator does with one URL per replica)."""
+    arrivals = np.asarray(arrivals_s, dtype=np.float64)
+    out = np.empty_like(arrivals)
+    for r in range(replicas):
+        out[r::replicas] = fifo_latencies(arrivals[r::replicas], service_s, 1)
+    return out
+
+
+def probe_seconds(arrivals_s: np.ndarray, latencies_s: np.ndarray, latency_ms: float):
+    """A simulated probe's seconds, as the generator reports them: requests binned by the
+    second they complete in (1-based end), in flight counted at each second's end."""
+    from sweep.probe import LADDER, Second
+
+    done = arrivals_s + latencies_s
+    end = int(np.ceil(arrivals_s.max())) if arrivals_s.size else 0
+    second = np.maximum(1, np.ceil(done).astype(np.int64))
+    out = []
+    bound = latency_ms / 1000.0
+    for t in range(1, end + 1):
+        mine = latencies_s[second == t]
+        in_flight = int(np.count_nonzero((arrivals_s <= t) & (done > t)))
+        out.append(Second(t_s=t, requests=int(mine.size), over=int(np.count_nonzero(mine > bound)),
+                          errors=0, in_flight=in_flight,
+                          mean_ms=float(mine.mean() * 1000.0) if mine.size else None,
+                          ladder=tuple(int(np.count_nonzero(mine > bound * k)) for k in LADDER)))
+    return out
+
+
+def simulated_probe(rate: float, service_s: float, replicas: int, rules, seed: int):
+    """The decision a probe at ``rate`` reaches against the stand-in, simulated: the same
+    sequential rule (sweep.probe.Watch) the real probe uses, fed the simulated seconds."""
+    from sweep.probe import Watch
+
+    arrivals = poisson_arrivals(rate, rules.max_s, seed)
+    seconds = probe_seconds(arrivals, round_robin_latencies(arrivals, service_s, replicas), rules.latency_ms)
+    watch = Watch(rules)
+    for s in seconds:
+        if watch(s):
+            break
+    return watch.result()

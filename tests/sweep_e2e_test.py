@@ -68,7 +68,7 @@ def _sweep(spec_path: Path, models: Path, out: Path, *extra: str):
 
 
 def test_sweep_writes_results_and_report_then_skips_on_rerun(spec_path, models, tmp_path):
-    first = _sweep(spec_path, models, tmp_path)
+    first = _sweep(spec_path, models, tmp_path, "--method", "ramp")
     assert first.exit_code == 0, first.output
     (sweep_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("s-")]
     record = json.loads((sweep_dir / "sweep.json").read_text())
@@ -93,7 +93,7 @@ def test_sweep_writes_results_and_report_then_skips_on_rerun(spec_path, models, 
     recommendation = first.output.split("recommendation:", 1)[1]
     assert "onex1" in recommendation, first.output
 
-    second = _sweep(spec_path, models, tmp_path)
+    second = _sweep(spec_path, models, tmp_path, "--method", "ramp")
     assert second.exit_code == 0, second.output
     assert "2 skipped" in second.output and "recommendation:" in second.output
 
@@ -125,7 +125,7 @@ def test_killed_replica_is_recorded_and_the_sweep_goes_on(spec_path, models, tmp
                 killed.append(pid)
 
         options = sweep_mod.SweepOptions(out_dir=tmp_path / sweep.id, load=GeneratorOptions(payload="b64"),
-                                         warmup=WarmupOptions(min_requests=4, window=2))
+                                         warmup=WarmupOptions(min_requests=4, window=2), method="ramp")
         outcome = sweep_mod.run_sweep(sweep, backend, options, on_event)
 
     assert killed, "the replica was never killed"
@@ -136,3 +136,25 @@ def test_killed_replica_is_recorded_and_the_sweep_goes_on(spec_path, models, tmp
     run = json.loads((tmp_path / sweep.id / first.config_id / "run.json").read_text())
     assert run["totals"]["errors"] > 0 and run["totals"]["ok"] > 0  # replica 0 kept answering
     assert second.status == "done" and not second.problems
+
+
+def test_the_default_method_searches_each_configs_capacity(spec_path, models, tmp_path):
+    # short probes and a coarse resolution: this checks the wiring, not the statistics
+    # (sweep/search_test.py and tests/capacity_test.py do)
+    result = _sweep(spec_path, models, tmp_path, "--probe-max", "13s", "--resolution", "20%")
+    assert result.exit_code == 0, result.output
+    assert "method: capacity search" in result.output and "capacity " in result.output
+    (sweep_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("s-")]
+    record = json.loads((sweep_dir / "sweep.json").read_text())
+    assert record["method"] == "search" and record["search"]["resolution"] == 0.2
+    for config in record["configs"]:
+        d = sweep_dir / config["id"]
+        run = json.loads((d / "run.json").read_text())
+        assert run["method"] == "search" and run["complete"]
+        cap = run["capacity"]
+        assert cap["rps"] is not None and cap["lo"] <= cap["rps"] <= cap["hi"], run["validity"]
+        assert (d / "probes.csv").read_text().startswith("# servesweep.probes/1")
+        assert run["probes"] >= 2 and run["guess_rps"] > 0
+        assert "request_count" in (d / "server_metrics.csv").read_text()
+        assert json.loads((d / "status.json").read_text())["status"] == "done"
+    assert (sweep_dir / "report" / "index.html").is_file() and "recommendation:" in result.output

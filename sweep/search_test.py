@@ -1,0 +1,75 @@
+import itertools
+import math
+
+import pytest
+
+from sweep.probe import Decision
+from sweep.search import Capacity, Found, Outcome, SearchRules, combine, crossing, drive, search, tied
+from sweep.verdict import FAIL, PASS
+
+
+def _decision(outcome: str, requests: int = 1000, over: int = 0, inflation: float = 1.0) -> Decision:
+    return Decision(outcome, False, "", requests, over, 0, inflation, 0.0, 1.0, 0.0)
+
+
+def _threshold(capacity: float):
+    """A noiseless Config: PASS below ``capacity``, FAIL above, the fraction over rising through 1%."""
+    def probe(rate):
+        fraction = 0.01 * (rate / capacity) ** 20
+        over = round(fraction * 10_000)
+        return Outcome(rate, _decision(PASS if rate <= capacity else FAIL, 10_000, min(over, 10_000)))
+    return probe
+
+
+@pytest.mark.parametrize("guess", [10.0, 47.0, 80.0, 400.0])
+def test_brackets_then_bisects_to_the_resolution(guess):
+    found, rates = drive(search(guess, SearchRules(resolution=0.03)), _threshold(50.0))
+    assert found.converged and found.lo <= 50.0 <= found.hi
+    assert found.hi / found.lo <= 1.03
+    assert found.ci_lo <= found.lo <= found.capacity <= found.hi <= found.ci_hi
+    assert found.capacity == pytest.approx(50.0, rel=0.01)
+    assert found.probes == len(rates) <= 12
+
+
+def test_an_invalid_probe_is_repeated_then_the_search_gives_up():
+    calls = itertools.count()
+
+    def flaky(rate):  # first probe invalid, then fine
+        if next(calls) == 0:
+            return Outcome(rate, _decision(PASS), valid=False, reason="send lag")
+        return _threshold(50.0)(rate)
+
+    found, rates = drive(search(40.0), flaky)
+    assert rates[0] == rates[1] == 40.0 and found.capacity is not None
+    never, _ = drive(search(40.0, SearchRules(max_invalid=2)),
+                    lambda r: Outcome(r, _decision(PASS), valid=False, reason="send lag"))
+    assert never.capacity is None and "3 invalid probes in a row" in never.error
+
+
+def test_a_config_that_never_passes_has_no_capacity():
+    found, _ = drive(search(40.0, SearchRules(max_probes=6)), lambda r: Outcome(r, _decision(FAIL, 100, 100)))
+    assert found.capacity is None and found.lo == 0.0 and "no PASS" in found.error
+
+
+def test_crossing_interpolates_between_the_probes():
+    outs = [Outcome(90.0, _decision(PASS, 10_000, 50)), Outcome(110.0, _decision(FAIL, 10_000, 200))]
+    point, lo, hi = crossing(outs, 90.0, 110.0, 0.01)
+    assert 90.0 < point < 110.0 and lo <= 90.0 and hi >= 110.0
+    one = crossing(outs[:1], 90.0, 110.0, 0.01)
+    assert one == (math.sqrt(90.0 * 110.0), 90.0, 110.0)
+
+
+def test_combine_takes_the_median_and_widens_by_the_spread():
+    f = [Found(c, c * 0.99, c * 1.01, c * 0.98, c * 1.02, 5, True) for c in (100.0, 104.0, 96.0)]
+    cap = combine(f)
+    assert cap.rps == 100.0 and cap.repeats == 3
+    assert cap.lo < 96.0 * 0.98 and cap.hi > 104.0 * 1.02
+    single = combine(f[:1])
+    assert (single.lo, single.hi) == (98.0, 102.0)
+    assert combine([Found(None, 0.0, math.inf, 0.0, math.inf, 3, False, "x")]).rps is None
+
+
+def test_ties_are_overlapping_intervals():
+    a, b, c = Capacity(100, 95, 105, 1, ()), Capacity(103, 99, 108, 1, ()), Capacity(80, 75, 85, 1, ())
+    assert tied(a, b) and tied(b, a) and not tied(a, c)
+    assert not tied(a, Capacity(None, None, None, 0, ()))
