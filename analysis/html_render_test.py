@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from analysis.report import build_report
 from analysis.testdata.make_fixtures import FIXTURE_SWEEP
+from analysis.testdata.make_search_fixtures import FIXTURE_SEARCH
 from tools.python.required import required_tool
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -84,3 +86,25 @@ def test_clicking_a_heading_sorts_the_table(report, tmp_path):
     values = [float(v) for v in body_attr(dump_dom(page, tmp_path), "data-sorted").split(",")]
     assert values == sorted(values) and len(values) == len(report.table)
     assert values != list(report.table["slo_rps"])  # the page's initial order is different
+
+
+@pytest.fixture(scope="module")
+def mixed_report(tmp_path_factory):
+    """The search fixture plus one ramp Config: every figure the report can have."""
+    dest = tmp_path_factory.mktemp("mixed") / "sweep"
+    shutil.copytree(FIXTURE_SEARCH, dest)
+    shutil.copytree(FIXTURE_SWEEP / "c-2c4a6e8b0d", dest / "c-2c4a6e8b0d")
+    return build_report(dest, out_dir=dest / "report")
+
+
+def test_search_and_ramp_report_renders_every_figure(mixed_report, tmp_path):
+    names = {p.name for p in mixed_report.figures}
+    assert names == {"capacity.png", "probes.png", "comparison.png", "spectrum.png", "cost_throughput.png"}
+    dom = dump_dom(mixed_report.index_html, tmp_path)
+    assert body_attr(dom, "data-images-ok") == f"{len(names)}/{len(names)}"
+    assert '<table id="host">' in dom and "tied within noise" in dom
+    shot = Path(os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR", tmp_path)) / "search_report.png"
+    proc = run_chromium([f"--screenshot={shot}", "--window-size=1400,3000", "--virtual-time-budget=10000",
+                         mixed_report.index_html.as_uri()], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert shot.is_file() and shot.stat().st_size > 20_000

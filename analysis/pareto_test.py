@@ -71,3 +71,25 @@ def test_without_target_best_value():
 def test_bad_target():
     with pytest.raises(ValueError):
         recommend(table(ROWS), 0.0, slo_text="s")
+
+
+def test_target_sized_from_the_capacity_lower_bound_when_there_is_one():
+    t = table([("s", "searched", True, 30.0, 1.0, 2, 2), ("r", "ramped", True, 30.0, 1.0, 2, 2)])
+    t["capacity_lo"] = [24.0, float("nan")]
+    t["method"] = ["search", "ramp"]
+    # s: 12 req/s per replica at its lower bound -> 3 replicas for 30; r: 15 per replica -> as measured
+    rec = recommend(t, 30.0, slo_text="s")
+    assert (rec.config_id, rec.replicas, rec.from_lower_bound) == ("r", 2, False)
+    assert "lower end" not in rec.text
+    rec = recommend(t[t["config_id"] == "s"], 30.0, slo_text="s")
+    assert (rec.replicas, rec.from_lower_bound, rec.capacity_rps) == (3, True, pytest.approx(36.0))
+    assert "sized from the lower end of its 95% CI, 24.0 req/s for 2 replica(s); point estimate 30.0" in rec.text
+
+
+def test_without_target_intervals_switch_to_capacity_with_ties():
+    t = table([("a", "a", True, 30.0, 1.0, 1, 1), ("b", "b", True, 29.0, 1.0, 1, 1),
+               ("c", "cheap", True, 10.0, 0.2, 1, 1)])
+    t["capacity_lo"], t["capacity_hi"] = [29.0, 28.0, 9.0], [31.0, 30.0, 11.0]
+    rec = recommend(t, None, slo_text="s")
+    # the best value per million is c, but with intervals the question is the highest capacity (ties: cheapest)
+    assert rec.config_id == "a" and set(rec.tied) == {"a", "b"} and "tied within noise" in rec.text

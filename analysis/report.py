@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import figures, html_page
-from analysis.analyze import Analysis, analyze
+from analysis import facts, figures, html_page
+from analysis.analyze import Analysis, analyze, method_label
 from formats.results import TABLE_SCHEMA
 from formats.slo import Slo
 
-SUMMARY_COLUMNS = [("name", "config", None), ("valid", "valid", None), ("slo_rps", "req/s in SLO", "{:.1f}"),
+# (column, heading, format); "ci" is capacity_lo–capacity_hi
+SUMMARY_COLUMNS = [("name", "config", None), ("method", "method", None), ("valid", "valid", None),
+                   ("slo_rps", "req/s in SLO", "{:.1f}"), ("ci", "95% CI", None),
+                   ("tied_with_best", "tied with best", None), ("probes", "probes", "{:.0f}"),
                    ("p99_ms_at_slo", "p99 ms @SLO", "{:.0f}"), ("cost_per_hour", "USD/h", "{:.4f}"),
                    ("cost_per_day", "USD/24h", "{:.2f}"), ("usd_per_million", "USD/1M req", "{:.2f}"),
                    ("pareto", "Pareto", None)]
@@ -44,7 +47,7 @@ class Report:
 
 
 def _md_cell(v, fmt: str | None, column: str = "") -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
         return "–"
     if isinstance(v, bool):
         return "yes" if v else ("**NO**" if column == "valid" else "no")
@@ -58,14 +61,20 @@ def summary_markdown(a: Analysis) -> str:
              "| " + " | ".join(h for _, h, _ in SUMMARY_COLUMNS) + " |",
              "|" + "---|" * len(SUMMARY_COLUMNS)]
     for r in a.table.to_dict("records"):
-        lines.append("| " + " | ".join(_md_cell(r[c], f, c) for c, _, f in SUMMARY_COLUMNS) + " |")
+        lo, hi = r["capacity_lo"], r["capacity_hi"]
+        shown = {**r, "method": method_label(r["method"]),
+                 "ci": None if pd.isna(lo) or pd.isna(hi) else f"{lo:.1f}–{hi:.1f}"}
+        lines.append("| " + " | ".join(_md_cell(shown[c], f, c) for c, _, f in SUMMARY_COLUMNS) + " |")
     invalid = a.table[~a.table["valid"].astype(bool)]
     if not invalid.empty:
         lines += ["", "Invalid runs (shown, never recommended):"]
         lines += [f"- {r.name} ({r.config_id}): {r.validity_reasons}" for r in invalid.itertuples(index=False)]
     if a.unmeasured:
         lines += ["", "Not measured (in sweep.json, no results): " + ", ".join(a.unmeasured)]
-    lines += ["", "Figures: " + ", ".join(f"`figures/{n}`" for n in figures.FIGURES), ""]
+    host = facts.host_rows((a.results.sweep or {}).get("host"))
+    if host:
+        lines += ["", "| host | |", "|---|---|"] + [f"| {k} | {_md_cell(v, None)} |" for k, v in host]
+    lines += ["", "Figures: " + ", ".join(f"`figures/{n}`" for n in figures.names(a)), ""]
     return "\n".join(lines)
 
 

@@ -1,5 +1,7 @@
 import base64
+import json
 import re
+import shutil
 from html import escape
 
 import pandas as pd
@@ -7,6 +9,8 @@ import pytest
 
 from analysis.report import TABLE_SCHEMA, build_report
 from analysis.testdata.make_fixtures import FIXTURE_SWEEP
+from analysis.testdata.make_search_fixtures import FIXTURE_SEARCH
+from formats.results import PROBES_COLUMNS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -19,7 +23,9 @@ def report(tmp_path_factory):
 def test_files_written(report):
     for path in (report.index_html, report.summary_md, report.table_csv, *report.figures):
         assert path.is_file() and path.stat().st_size > 0
-    assert {p.name for p in report.figures} == {"comparison.png", "spectrum.png", "cost_throughput.png"}
+    # a ramp-only sweep: no probes figure (that is for the capacity search)
+    assert {p.name for p in report.figures} == {"capacity.png", "comparison.png", "spectrum.png",
+                                                "cost_throughput.png"}
     for p in report.figures:
         assert p.read_bytes().startswith(PNG_MAGIC)
 
@@ -35,7 +41,7 @@ def test_html_is_self_contained_with_every_figure_embedded(report):
     html = report.index_html.read_text()
     assert "<title>servesweep report — fixture-seed-shapes</title>" in html
     srcs = re.findall(r'<img [^>]*src="([^"]+)"', html)
-    assert len(srcs) == 3
+    assert len(srcs) == len(report.figures) == 4
     for src in srcs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)
@@ -62,3 +68,65 @@ def test_no_target_and_an_unmeetable_slo(tmp_path):
     r = build_report(FIXTURE_SWEEP, slo_p99_ms=1.0, out_dir=tmp_path)
     assert r.recommended_id is None and r.recommendation.startswith("No configuration can be recommended")
     assert "none" in r.index_html.read_text()
+
+
+# ---- a capacity-search sweep ----
+
+
+@pytest.fixture(scope="module")
+def search_report(tmp_path_factory):
+    return build_report(FIXTURE_SEARCH, out_dir=tmp_path_factory.mktemp("search_report"))
+
+
+def test_search_report_has_the_probes_figure_not_the_ramp_one(search_report):
+    names = [p.name for p in search_report.figures]
+    assert names == ["capacity.png", "probes.png", "spectrum.png", "cost_throughput.png"]
+    html = search_report.index_html.read_text()
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', html)) == 4
+    assert 'data-name="probes.png"' in html and 'data-name="comparison.png"' not in html
+
+
+def test_search_report_states_method_ties_and_host(search_report):
+    html = search_report.index_html.read_text()
+    assert html.count("<td data-v=\"capacity search\">capacity search</td>") == 3
+    assert "95% CI (req/s)" in html and ">29.4–31.5</td>" in html and "tied with best" in html
+    assert "tied within noise" in html and escape(search_report.recommendation) in html
+    # host facts as a two-column table, not a dict's repr
+    assert '<table id="host">' in html and "<th>CPU model</th><td>AMD EPYC 7B13</td>" in html
+    assert "<th>usable CPUs</th><td>8 (CPU 0-7)</td>" in html and "{&#x27;hostname" not in html
+    assert "capacity search (1 repeat(s), resolution 3%, confidence 95%, probes 13-40 s)" in html
+    md = search_report.summary_md.read_text()
+    assert "| cpu1x2 | capacity search | yes | 30.5 | 29.4–31.5 | yes | 5 |" in md
+    assert "| CPU model | AMD EPYC 7B13 |" in md and "figures/probes.png" in md
+
+
+def test_search_table_csv_has_the_new_columns(search_report):
+    df = pd.read_csv(search_report.table_csv, skiprows=1)
+    assert list(df["method"]) == ["search"] * 3 and list(df["probes"]) == [5, 5, 5]
+    assert list(df["tied_with_best"]) == [True, True, False]
+
+
+def test_ramp_rows_are_labelled_as_the_seeds_method(report):
+    html = report.index_html.read_text()
+    assert html.count(escape("the seed's method (ramp)")) >= 5
+    assert "| e2-8-16x2-inter4 | the seed's method (ramp) | yes |" in report.summary_md.read_text()
+
+
+def test_a_search_that_found_nothing_still_reports(tmp_path):
+    dest = tmp_path / "search"
+    shutil.copytree(FIXTURE_SEARCH, dest)
+    failed = dest / "s-3c4d5e6f7a"
+    shutil.rmtree(failed / "probes")
+    (failed / "probes.csv").write_text((failed / "probes.csv").read_text().splitlines()[0] + "\n"
+                                       + ",".join(PROBES_COLUMNS) + "\n")
+    rec = json.loads((failed / "run.json").read_text())
+    rec.update(capacity={"rps": None, "lo": None, "hi": None, "repeats": 0, "points": [], "errors": []},
+               probes=0, best_pass=None, totals=None,
+               validity={"valid": False, "reasons": ["deploy failed: no such image"]})
+    (failed / "run.json").write_text(json.dumps(rec))
+    r = build_report(dest, out_dir=tmp_path / "report")
+    row = r.table.set_index("config_id").loc["s-3c4d5e6f7a"]
+    assert not row["valid"] and row["slo_rps"] == 0 and pd.isna(row["capacity_rps"])
+    assert "the search found no capacity" in row["note"]
+    assert "deploy failed: no such image" in r.index_html.read_text()
+    assert r.recommended_id == "s-1a2b3c4d5e"
