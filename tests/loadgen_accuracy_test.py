@@ -29,7 +29,10 @@ from tests.loadgen_helpers import running_server, server_stats
 
 PATH = "/v1/models/m:predict"
 RATE = 300
-DELAY_MS = 20.0
+# the send-lag rule allows 5% of the latency: at 20 ms that was 1 ms, which an Intel KVM
+# machine of this kind kept (lag p99 ~0.2 ms) but an AMD EPYC one did not (1.1-2.3 ms, at
+# commit e77f654 as well as after): 60 ms allows 3 ms, which both keep
+DELAY_MS = 60.0
 SECONDS = 3.0
 REL = 0.02  # the accuracy claimed for a percentile, beyond the path's own cost
 BUSY_CPUS = 0.5  # other processes + steal above this: the machine, not the test, was busy
@@ -118,7 +121,7 @@ def measured(tmp_path_factory):
 
 @pytest.mark.parametrize("transport", ["fast", "aiohttp"])
 def test_reported_percentiles_match_the_servers_truth(measured, transport):
-    # Lognormal delays with mean 20 ms (p50 ~18 ms, p99 ~57 ms) at 300 req/s: ~6 requests
+    # Lognormal delays with mean 60 ms (p50 ~53 ms, p99 ~170 ms) at 300 req/s: ~18 requests
     # in flight. Truth = how long the server held each request + the path's median cost.
     m = measured(transport)
     jitter = m.path_p99_ms - m.path_p50_ms
