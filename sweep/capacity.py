@@ -34,7 +34,7 @@ from sweep.prober import ProbeLog, run_probe
 from sweep.saturation import saturate
 from sweep.search import Capacity, Found, Outcome, SearchRules, combine, search
 from sweep.status import Status, fresh_dir, now_utc, write_json
-from sweep.warmup import WarmupOptions, warm_up
+from sweep.warmup import WarmupOptions, warm_and_record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,11 +283,10 @@ def prepare(subject: Subject, backend: Backend, body: payload_mod.Payload, warmu
     subject.status.timed("deploy", t0)
     t0 = time.monotonic()
     phase("warming up", "")
-    warm = warm_up(subject.target.urls, body.body, body.content_type, warmup, timeout_s=timeout_s)
-    write_json(subject.dir / "warmup.json", warm.record())
+    _, subject.failed = warm_and_record(subject.target.urls, body, warmup, timeout_s=timeout_s,
+                                        config_dir=subject.dir)
     subject.status.timed("warmup", t0)
-    if warm.ok == 0:
-        subject.failed = "no warm-up request succeeded: " + ", ".join(warm.errors[:3])
+    if subject.failed:
         return False
     if subject.guess is None:
         t0 = time.monotonic()
@@ -308,11 +307,10 @@ def finish_subject(subject: Subject, backend: Backend, *, slo: Slo, options: Sea
     """Scrape, write run.json and status.json for a Config whose searches are over."""
     capacity = combine([subject.found[r] for r in sorted(subject.found)])
     if subject.target is not None and subject.before:
-        after = [scrape.scrape(url) for url in subject.target.base_urls]
         bases = subject.target.base_urls
-        scrape.write_csv(subject.dir / "server_metrics.csv", bases, [s for s, _ in subject.before],
-                         [s for s, _ in after])
-        subject.status.problems.extend(err for _, err in subject.before + after if err)
+        after = [scrape.scrape(url) for url in bases]
+        subject.status.problems.extend(scrape.record(subject.dir / "server_metrics.csv", bases,
+                                                     subject.before, after))
     subject.status.problems.extend(backend.problems(subject.config))
     record = capacity_record(subject, capacity, slo=slo, options=options, load=load, body=body, complete=complete)
     write_json(subject.dir / RUN_FILE, record)

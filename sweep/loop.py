@@ -30,7 +30,7 @@ from sweep import provenance, scrape
 from sweep.capacity import SearchOptions, SearchSweep, run_search
 from sweep.events import ConfigOutcome, Event, SweepOutcome
 from sweep.status import Status, fresh_dir, is_complete, write_json
-from sweep.warmup import WarmupOptions, warm_up
+from sweep.warmup import WarmupOptions, warm_and_record
 
 
 class SweepError(RuntimeError):
@@ -201,11 +201,11 @@ def _warm_and_load(config: Config, backend: Backend, body: payload_mod.Payload, 
                    finish: Callable[..., ConfigOutcome]) -> ConfigOutcome:
     t0 = time.monotonic()
     phase("warming up")
-    warm = warm_up(target.urls, body.body, body.content_type, options.warmup, timeout_s=options.load.timeout_s)
-    write_json(config_dir / "warmup.json", warm.record())
+    _, failed = warm_and_record(target.urls, body, options.warmup, timeout_s=options.load.timeout_s,
+                                config_dir=config_dir)
     timed("warmup", t0)
-    if warm.ok == 0:
-        return finish("failed", "no warm-up request succeeded: " + ", ".join(warm.errors[:3]))
+    if failed:
+        return finish("failed", failed)
 
     bases = target.base_urls
     before = [scrape.scrape(url) for url in bases]
@@ -219,9 +219,7 @@ def _warm_and_load(config: Config, backend: Backend, body: payload_mod.Payload, 
                  on_progress=lambda p: phase("loading", "", p, max(0.0, p.duration_s - p.t_s)))
     timed("load", t0)
     after = [scrape.scrape(url) for url in bases]
-    if bases:
-        scrape.write_csv(config_dir / "server_metrics.csv", bases, [s for s, _ in before], [s for s, _ in after])
-        status.problems.extend(err for _, err in before + after if err)
+    status.problems.extend(scrape.record(config_dir / "server_metrics.csv", bases, before, after))
     status.problems.extend(backend.problems(config))
     if not result.complete:
         return finish("interrupted", "stopped by Ctrl-C while loading", result.valid)

@@ -50,3 +50,13 @@ def write_csv(path: Path, base_urls: Sequence[str], before: Sequence[Samples], a
                 writer.writerow([replica, url, key[0], key[1], old, new, delta])
                 rows += 1
     return rows
+
+
+def record(path: Path, base_urls: Sequence[str], before: Sequence[tuple[Samples, str | None]],
+           after: Sequence[tuple[Samples, str | None]]) -> list[str]:
+    """server_metrics.csv from ``scrape`` results taken before and after a measurement
+    (nothing when there are no replicas); returns the scrapes' errors."""
+    if not base_urls:
+        return []
+    write_csv(path, base_urls, [s for s, _ in before], [s for s, _ in after])
+    return [err for _, err in [*before, *after] if err]

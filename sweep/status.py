@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from formats.results import RUN_FILE, STATUS_SCHEMA
+from loadgen.results import write_json_atomic
 
 STATUS_FILE = "status.json"
 
@@ -19,9 +20,8 @@ def now_utc() -> str:
 
 
 def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
-    tmp.replace(path)
+    """The sweep's JSON files, written as the generator writes run.json (atomically)."""
+    write_json_atomic(str(path), data)
 
 
 def fresh_dir(config_dir: Path) -> None:

@@ -12,10 +12,13 @@ import asyncio
 import dataclasses
 import statistics
 import time
+from pathlib import Path
 
 import aiohttp
 
 from formats.results import WARMUP_SCHEMA
+from loadgen.payload import Payload
+from sweep.status import write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,3 +100,14 @@ def warm_up(urls: tuple[str, ...], body: bytes, content_type: str,
     """Run the warm-up to completion (its own event loop); ``timeout_s`` per request (the
     generator's, so a warm-up request may take as long as a measured one)."""
     return asyncio.run(_warm(urls, body, content_type, options or WarmupOptions(), timeout_s))
+
+
+def warm_and_record(urls: tuple[str, ...], body: Payload, options: WarmupOptions, *, timeout_s: float,
+                    config_dir: Path) -> tuple[WarmupResult, str | None]:
+    """Warm up ``urls`` with ``body`` (a loadgen Payload), write ``config_dir/warmup.json``;
+    returns the result and, when no request succeeded, why the Config cannot be measured."""
+    warm = warm_up(urls, body.body, body.content_type, options, timeout_s=timeout_s)
+    write_json(config_dir / "warmup.json", warm.record())
+    if warm.ok == 0:
+        return warm, "no warm-up request succeeded: " + ", ".join(warm.errors[:3])
+    return warm, None
