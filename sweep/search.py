@@ -111,8 +111,14 @@ def crossing(outcomes: Sequence[Outcome], lo: float, hi: float, allowed: float,
     slope = sxy / sxx
     at = mx + (math.log(allowed / (1.0 - allowed)) - my) / slope
     se = math.sqrt(1.0 / sw + (at - mx) ** 2 / sxx) / slope
-    point = min(max(math.exp(at), lo), hi)
-    return point, min(lo, math.exp(at - z * se)), max(hi, math.exp(at + z * se))
+    # in log space, and never beyond the probes near the bracket: a nearly flat line would
+    # put the crossing (and its interval) anywhere, e**1000 included
+    floor, ceiling = math.log(lo / NEAR), math.log(hi * NEAR)
+
+    def rate(log_rate: float) -> float:
+        return math.exp(min(max(log_rate, floor), ceiling))
+
+    return min(max(rate(at), lo), hi), min(lo, rate(at - z * se)), max(hi, rate(at + z * se))
 
 
 def search(guess: float, rules: SearchRules = SearchRules()) -> Generator[float, Outcome, Found]:

@@ -73,3 +73,12 @@ def test_ties_are_overlapping_intervals():
     a, b, c = Capacity(100, 95, 105, 1, ()), Capacity(103, 99, 108, 1, ()), Capacity(80, 75, 85, 1, ())
     assert tied(a, b) and tied(b, a) and not tied(a, c)
     assert not tied(a, Capacity(None, None, None, 0, ()))
+
+
+def test_a_nearly_flat_crossing_stays_near_the_probes():
+    # fractions that barely rise with rate (noise): the line crosses 1% absurdly far away
+    outs = [Outcome(11.74, _decision(PASS, 500, 0, 30.0)), Outcome(12.26, _decision(FAIL, 300, 6, 30.0)),
+            Outcome(11.99, _decision(FAIL, 200, 7, 30.0)), Outcome(6.0, _decision(PASS, 300, 0, 30.0))]
+    point, lo, hi = crossing(outs, 11.74, 11.99, 0.01)
+    assert 11.74 <= point <= 11.99
+    assert 11.74 / 1.5 * (1 - 1e-9) <= lo <= 11.74 and 11.99 <= hi <= 11.99 * 1.5 * (1 + 1e-9)
