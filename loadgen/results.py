@@ -116,12 +116,18 @@ def judge(*, totals: dict, send_lag_p99_ms: float | None, send_lag_bound_ms: flo
 class ResultsWriter:
     """Writes one run's directory. Call ``write_interval`` each second, then ``finish``."""
 
-    def __init__(self, out_dir: str, header: dict, started_at_epoch: float) -> None:
-        """``header`` holds run.json's config, server, profile, payload, targets, options."""
+    def __init__(self, out_dir: str, header: dict, started_at_epoch: float | None = None) -> None:
+        """``header`` holds run.json's config, server, profile, payload, targets, options.
+
+        Every file is created (and the placeholder run.json synced to disk) here, so a
+        caller can do this before choosing the schedule's origin: a sync on a busy disk
+        can take 100 ms or more, and the first sends would be that late. ``start`` then
+        stamps the origin (given here, it is stamped at once).
+        """
         os.makedirs(out_dir, exist_ok=True)
         self.out_dir = out_dir
         self.header = dict(header)
-        self.started_at = started_at_epoch
+        self.started_at: float | None = None
         self.totals = Interval(0)
         self.out_of_range: Counter = Counter()
         self.last_t = 0
@@ -132,22 +138,27 @@ class ResultsWriter:
         # open for the whole run (closed in close()): appended and flushed every second
         self._series = open(os.path.join(out_dir, SERIES_FILE), "w", newline="",  # noqa: SIM115
                             encoding="utf-8")
-        self._series.write(f"# {SERIES_SCHEMA}\n")
         self._csv = csv.writer(self._series, lineterminator="\n")
+        self._hlogs = {name: HistogramLogWriter(
+            open(os.path.join(out_dir, filename), "w", encoding="utf-8"))  # noqa: SIM115
+            for name, filename in HLOG_FILES.items()}
+        if started_at_epoch is not None:
+            self.start(started_at_epoch)
+
+    def start(self, started_at_epoch: float) -> None:
+        """Stamp the schedule's origin (wall clock) and write the files' headers; no sync."""
+        self.started_at = started_at_epoch
+        self._series.write(f"# {SERIES_SCHEMA}\n")
         self._csv.writerow(SERIES_COLUMNS)
         self._series.flush()
-        self._hlogs = {}
-        for name, filename in HLOG_FILES.items():
-            f = open(os.path.join(out_dir, filename), "w", encoding="utf-8")  # noqa: SIM115
-            writer = HistogramLogWriter(f)
+        for name, writer in self._hlogs.items():
             writer.output_comment(f"[{HLOG_SCHEMA}]")
             writer.output_log_format_version()
-            f.write(f"#[StartTime: {started_at_epoch:.3f} (seconds since epoch), "
-                    f"{iso_utc(started_at_epoch)}]\n")
+            writer.log.write(f"#[StartTime: {started_at_epoch:.3f} (seconds since epoch), "
+                             f"{iso_utc(started_at_epoch)}]\n")
             writer.output_comment(f"[{name} latency in microseconds, 1 s intervals]")
             writer.output_legend()
-            f.flush()
-            self._hlogs[name] = writer
+            writer.log.flush()
 
     def write_interval(self, interval: Interval, target_rps: float) -> dict:
         """Append one second (already merged across workers); returns the series row."""
@@ -204,7 +215,7 @@ class ResultsWriter:
             "payload": h.get("payload"),
             "targets": list(h.get("targets", [])),
             "options": h.get("options"),
-            "started_at": iso_utc(self.started_at),
+            "started_at": iso_utc(self.started_at) if self.started_at is not None else None,
             "ended_at": iso_utc(ended) if ended is not None else None,
             "duration_s": round(duration_s, 3),
             "warmup_s": warmup_s,

@@ -68,6 +68,21 @@ def test_files_follow_the_format(tmp_path):
         assert reader.get_start_time_sec() == 1_700_000_000.0
 
 
+def test_files_exist_before_the_origin_is_stamped(tmp_path):
+    # the caller makes the files (run.json synced) first, then chooses the origin
+    w = results.ResultsWriter(str(tmp_path), HEADER)
+    placeholder = json.loads((tmp_path / "run.json").read_text())
+    assert placeholder["started_at"] is None and placeholder["complete"] is False
+    w.start(1_700_000_000.0)
+    w.write_interval(_interval(1, [10_000] * 5, scheduled=5, sent=5, ok=5), 5.0)
+    record = w.finish(ended_at_epoch=1_700_000_001.0, elapsed_s=1.0, complete=True)
+    assert record["started_at"] == "2023-11-14T22:13:20Z"
+    reader = HistogramLogReader(str(tmp_path / "latency.hlog"), recorder.new_histogram())
+    assert reader.get_next_interval_histogram().get_total_count() == 5
+    assert reader.get_start_time_sec() == 1_700_000_000.0
+    assert [r["t_s"] for r in _read_series(tmp_path / "series.csv")] == ["1"]
+
+
 def test_judge_rules():
     totals = {"scheduled": 1000, "sent": 985, "error_classes": {"dropped": 10}}
     ok = dict(totals=totals, send_lag_p99_ms=1.0, send_lag_bound_ms=5.0,

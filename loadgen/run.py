@@ -17,7 +17,7 @@ from collections.abc import Callable
 from loadgen import hostcpu, transports, workers
 from loadgen import payload as payload_mod
 from loadgen.aggregate import Aggregator, Progress, Until
-from loadgen.launch import START_LEAD_S, finish, make_engine, new_loop
+from loadgen.launch import START_LEAD_S, finish, frozen_heap, make_engine, new_loop
 from loadgen.options import LOOPS, OptionsError, RunOptions, choose_transport
 from loadgen.recorder import Interval
 from loadgen.results import ResultsWriter
@@ -89,10 +89,11 @@ def _run_inprocess(options, choice, body, out_dir, header, on_progress, until) -
                 handled.append(sig)
         try:
             await engine.open()
+            writer = ResultsWriter(out_dir, header)  # before the origin: it syncs to disk
             cpu_before = hostcpu.snapshot()
             t0 = time.monotonic() + START_LEAD_S
             started = time.time() + START_LEAD_S
-            writer = ResultsWriter(out_dir, header, started)
+            writer.start(started)
             aggregator = Aggregator(writer, options.profile, on_progress, until, end.set)
             stats = await engine.run(t0, stop, end)
             return stats, started, writer, cpu_before
@@ -100,7 +101,7 @@ def _run_inprocess(options, choice, body, out_dir, header, on_progress, until) -
             for sig in handled:
                 loop.remove_signal_handler(sig)
 
-    with asyncio.Runner(loop_factory=lambda: new_loop(options.loop)) as runner:
+    with asyncio.Runner(loop_factory=lambda: new_loop(options.loop)) as runner, frozen_heap():
         stats, started, writer, cpu_before = runner.run(main())
     return finish(writer, options, started=started, elapsed_s=stats.elapsed_s,
                   complete=not stats.stopped_early, ended_s=stats.ended_s, scheduler=stats.scheduler,

@@ -17,7 +17,7 @@ import time
 from loadgen import hostcpu
 from loadgen.aggregate import Aggregator
 from loadgen.engine import merge_scheduler
-from loadgen.launch import START_LEAD_S, finish, make_engine, new_loop
+from loadgen.launch import START_LEAD_S, finish, frozen_heap, make_engine, new_loop
 from loadgen.recorder import Interval
 from loadgen.results import ResultsWriter
 
@@ -45,10 +45,11 @@ def _worker_main(options, choice, body, index, q, go, t0_value, stop_flag, end_f
 
         with asyncio.Runner(loop_factory=lambda: new_loop(options.loop)) as runner:
             runner.run(engine.open())  # connections first: the schedule's origin comes after
-            q.put(("ready", index, None))
-            go.wait()
-            cpu0 = hostcpu.self_cpu_s()
-            stats = runner.run(main())
+            with frozen_heap():  # collected before "ready": the origin is chosen after
+                q.put(("ready", index, None))
+                go.wait()
+                cpu0 = hostcpu.self_cpu_s()
+                stats = runner.run(main())
         q.put(("done", index, {"elapsed_s": stats.elapsed_s,
                                "stopped_early": stats.stopped_early,
                                "ended_s": stats.ended_s,
@@ -90,10 +91,11 @@ def run_workers(options, choice, body, out_dir, header, on_progress, until=None)
             if kind == "failed":
                 raise RuntimeError(f"worker {i} failed to start: {data}")
             ready.add(i)
+        writer = ResultsWriter(out_dir, header)  # before the origin: it syncs to disk
         cpu_before = hostcpu.snapshot()
         t0_value.value = time.monotonic() + START_LEAD_S
         started = time.time() + START_LEAD_S
-        writer = ResultsWriter(out_dir, header, started)
+        writer.start(started)
         agg = Aggregator(writer, options.profile, on_progress, until, end_flag.set)
         go.set()
         pending: dict[int, tuple[Interval, set]] = {}

@@ -135,14 +135,18 @@ def test_finish_times_are_the_fifo_queue_of_the_read_times(standin):
         excesses.append(excess)
     error, excess = np.concatenate(errors), np.concatenate(excesses)
     queued = np.concatenate([fifo_latencies(np.array(r["read"]), S, 1) for r in stats]) > S + 1e-3
-    assert queued.sum() >= 10  # a queue really formed
+    assert queued.sum() >= 10 and (~queued).sum() >= 10  # a queue formed, and emptied
+    path_alone, path_queued = np.median(excess[~queued]), np.median(excess[queued])
     print(f"finish error ms: median {np.median(error) * 1e3:.3f} p90 "
           f"{np.percentile(error, 90) * 1e3:.3f} max {error.max() * 1e3:.3f}; client excess "
-          f"ms: median {np.median(excess) * 1e3:.3f} max {excess.max() * 1e3:.3f}")
+          f"ms: median {path_alone * 1e3:.3f} unqueued, {path_queued * 1e3:.3f} queued, max "
+          f"{excess.max() * 1e3:.3f}")
     # the error is this machine's wake-up latency: ~0.2 ms median even for time.sleep on
-    # an idle 2-vCPU VM, so the bounds leave room for a busy one
+    # an idle 2-vCPU VM, so the bound leaves room for a busy one
     assert np.median(error) < 0.5e-3
-    assert np.median(excess) < 1e-3
+    # what the client sees beyond the simulated queue is its own path (a 100 KB body each
+    # way through asyncio: 0.6-1.1 ms median, by machine), the same whether it queued or not
+    assert abs(path_queued - path_alone) < 0.5e-3
 
 
 def test_two_replicas_are_independent_queues(standin):
