@@ -233,7 +233,19 @@ class Prober:
         subject.probes[repeat] = 0
 
     def step(self, subject: Subject, repeat: int) -> bool:
-        """One probe; True when that search has finished."""
+        """One probe; True when that search has finished. An error inside it (not Ctrl-C)
+        ends this search with the Config marked failed, saying so; the others go on."""
+        try:
+            return self._step(subject, repeat)
+        except Exception as err:
+            n = subject.probes.get(repeat, 0)
+            subject.failed = (f"repeat {repeat}, probe {n}: {type(err).__name__}: {err}"
+                              + (f"; {subject.failed}" if subject.failed else ""))
+            self.on_probe(ProbeEvent(subject, repeat, n, subject.rates[repeat], "ERROR", subject.failed))
+            self.eta.finish((subject.index, repeat))
+            return True
+
+    def _step(self, subject: Subject, repeat: int) -> bool:
         rate = subject.rates[repeat]
         n = subject.probes[repeat] = subject.probes[repeat] + 1
         rel = f"{PROBES_DIR}/{repeat}-{n}"
@@ -409,6 +421,10 @@ def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, 
                     _teardown(backend, s)
     except KeyboardInterrupt:
         prober.interrupted = True
+    except Exception as err:
+        for s in subjects:
+            if len(s.found) < so.repeats and not s.failed:
+                s.failed = f"the sweep stopped on {type(err).__name__}: {err}"
     finally:
         for s in subjects:
             t0 = time.monotonic()

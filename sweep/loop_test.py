@@ -14,7 +14,9 @@ from deploy.spec import Config, NodeShape, Slo, Sweep
 from deploy.target import Target
 from loadgen.options import GeneratorOptions
 from serving.config import ServingConfig
+from sweep import capacity
 from sweep import loop as sweep_mod
+from sweep.status import is_complete
 from sweep.warmup import WarmupOptions, settled
 
 
@@ -201,3 +203,20 @@ def test_eta_counts_the_current_load_and_the_rest():
     assert eta.eta("a", 0.5) == pytest.approx(0.5 + 20 + (2 + 40))
     eta.finish("a", seconds=12.0, measured=True)  # measured overhead: 10 s
     assert eta.eta() == pytest.approx(2 + 10)
+
+
+def test_an_error_inside_a_search_fails_that_config_and_not_the_sweep(server, tmp_path, monkeypatch):
+    def broken_probe(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(capacity, "run_probe", broken_probe)
+    options = _options(tmp_path, method="search", search=capacity.SearchOptions(saturation_s=0.5))
+    events = []
+    outcome = sweep_mod.run_sweep(_sweep("a"), FakeBackend(server), options, events.append)
+    (o,) = outcome.outcomes
+    assert o.status == "failed" and "No space left on device" in o.error
+    status = json.loads((tmp_path / "s-test" / "a" / "status.json").read_text())
+    assert status["status"] == "failed" and "repeat 1, probe 1: OSError" in status["error"]
+    assert json.loads((tmp_path / "s-test" / "a" / "run.json").read_text())["capacity"]["rps"] is None
+    assert any(e.phase == "probing" and "ERROR" in e.detail for e in events)
+    assert not is_complete(tmp_path / "s-test" / "a")  # not done: the next run measures it again
