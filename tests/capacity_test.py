@@ -50,6 +50,10 @@ def searched(tmp_path_factory):
                                            events.append, skip=is_complete)
     assert not interrupted and [o.status for o in outcomes] == ["done"] * 3
     records = {e.name: json.loads((out / e.id / "run.json").read_text()) for e in endpoints}
+    for e in endpoints:  # a search without an answer: say why, with its probes, before any assertion
+        if records[e.name]["capacity"]["rps"] is None:
+            print(f"{e.name}: no capacity: {records[e.name]['capacity']['errors']}\n"
+                  + (out / e.id / "probes.csv").read_text())
     return out, endpoints, records, events
 
 
