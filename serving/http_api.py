@@ -7,11 +7,8 @@ The local server's own additions: a request body limit (413) and a bind address.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import json
 import logging
-import os
 import re
 import time
 import urllib.parse
@@ -22,10 +19,9 @@ import numpy as np
 from aiohttp import web
 
 from serving import json_tensor
-from serving.batching import BatchScheduler
 from serving.config import DEFAULT_MAX_BODY_BYTES, ServingConfig
+from serving.inference import Inference
 from serving.json_tensor import ApiError, invalid
-from serving.metrics import ServerMetrics
 from serving.servable import Model, Servable
 
 log = logging.getLogger(__name__)
@@ -86,23 +82,18 @@ class RestApi:
         config: ServingConfig,
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        inference: Inference | None = None,
     ) -> None:
+        """``inference``: the core shared with the gRPC handler (a new one if not given)."""
         self.model = model
         self.config = config
-        self.metrics = ServerMetrics()
+        self.inference = inference or Inference(model, config)
+        self.metrics = self.inference.metrics
         self.max_body_bytes = max_body_bytes
-        self.timeout_s = config.rest_api_timeout_ms / 1000.0
-        cpus = len(os.sched_getaffinity(0))
-        threads = config.rest_api_num_threads or 4 * cpus
-        self._executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="rest")
-        self._schedulers: dict[int, BatchScheduler] = {}
-        params = config.batching_effective
-        if params is not None:
-            for version, servable in model.versions.items():
-                self._schedulers[version] = BatchScheduler(
-                    servable.run, params, schedulable_cpus=cpus, metrics=self.metrics
-                )
-        self.in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self.inference.in_flight
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body_bytes)
@@ -110,9 +101,7 @@ class RestApi:
         return app
 
     async def close(self) -> None:
-        for scheduler in self._schedulers.values():
-            await scheduler.close()
-        self._executor.shutdown(wait=True)
+        await self.inference.close()
 
     # --- dispatch -----------------------------------------------------------------------
 
@@ -122,7 +111,7 @@ class RestApi:
             return web.Response(text=self.metrics.render(), content_type="text/plain")
         if not V1_RE.fullmatch(path):
             return web.Response(status=404, text=NOT_FOUND_HTML, content_type="text/html")
-        self.in_flight += 1
+        self.inference.in_flight += 1
         try:
             return await self._handle_v1(request, path)
         except ApiError as err:
@@ -131,7 +120,7 @@ class RestApi:
             log.exception("internal error on %s %s", request.method, path)
             return error_response(ApiError("INTERNAL", f"{type(err).__name__}: {err}"))
         finally:
-            self.in_flight -= 1
+            self.inference.in_flight -= 1
 
     async def _handle_v1(self, request: web.Request, path: str) -> web.StreamResponse:
         method = request.method
@@ -165,14 +154,7 @@ class RestApi:
     # --- model resolution ---------------------------------------------------------------
 
     def _servable(self, name: str, version: int | None, label: str | None) -> Servable:
-        if label is not None:
-            if name != self.model.name or label not in self.model.labels:
-                raise invalid(f"Unrecognized servable version label: {label}")
-            version = self.model.labels[label]
-        if name != self.model.name or (version is not None and version not in self.model.versions):
-            spec = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
-            raise ApiError("NOT_FOUND", f"Servable not found for request: {spec}")
-        return self.model.versions[version] if version is not None else self.model.latest
+        return self.inference.resolve(name, version, label)
 
     # --- GET ------------------------------------------------------------------------------
 
@@ -244,16 +226,7 @@ class RestApi:
         return json_tensor.predict_body(outputs, inputs.row_format)
 
     async def _run(self, servable: Servable, signature: str, tensors: Mapping[str, np.ndarray]) -> dict:
-        scheduler = self._schedulers.get(servable.version)
-        if scheduler is not None:
-            work = scheduler.submit(signature, tensors)
-        else:
-            loop = asyncio.get_running_loop()
-            work = loop.run_in_executor(self._executor, servable.run, signature, tensors)
-        try:
-            return await asyncio.wait_for(work, self.timeout_s)
-        except TimeoutError:
-            raise ApiError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
+        return await self.inference.run(servable, signature, tensors)
 
     def _classify_regress(
         self, body: bytes, name: str, version: int | None, label: str | None, verb: str

@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 
 from serving import fast_json
+from serving.errors import ApiError, invalid
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FLOAT_INT_LIMIT = (1 << 24) - 1  # integers a float32 / float64 holds exactly
@@ -55,19 +56,6 @@ TYPE_NAMES = {
     "DT_INT32": "int32", "DT_INT64": "int64", "DT_UINT32": "uint32", "DT_UINT64": "uint64", "DT_BOOL": "bool",
     "DT_STRING": "string",
 }
-
-
-class ApiError(Exception):
-    """A request TF Serving refuses: absl status code name and message."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def invalid(message: str) -> ApiError:
-    return ApiError("INVALID_ARGUMENT", message)
 
 
 # --- JSON values as rapidjson prints them -----------------------------------------------

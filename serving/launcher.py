@@ -59,7 +59,8 @@ def _binary_version(binary: str) -> str:
 
 
 class ServerProcess:
-    """A started server: `.url` (REST base), `.identity` (run.json "server"), `.wait_available()`, `.stop()`."""
+    """A started server: `.url` (REST base), `.grpc_url` (grpc://HOST:PORT), `.identity` (run.json
+    "server"), `.wait_available()`, `.stop()`."""
 
     def __init__(
         self,
@@ -69,9 +70,11 @@ class ServerProcess:
         model_name: str,
         identity: dict[str, Any],
         log_path: Path,
+        grpc_url: str | None = None,
     ) -> None:
         self.proc = proc
         self.url = url
+        self.grpc_url = grpc_url
         self.model_name = model_name
         self.identity = identity
         self.log_path = log_path
@@ -180,8 +183,8 @@ def launch(
     port = rest_port or free_port(host)
     binary = server_binary or (None if local else shutil.which(TFS_BINARY))
     files = config.write_files(work, base_path=str(base))
+    grpc = grpc_port or free_port(host)
     if binary:
-        grpc = grpc_port or free_port(host)
         argv = config.argv(config_dir=work, rest_port=port, grpc_port=grpc, binary=binary)
         identity = {
             "kind": "tensorflow_model_server",
@@ -197,6 +200,7 @@ def launch(
             f"--model_base_path={base}",
             f"--config={work / CONFIG_JSON}",
             f"--rest_api_port={port}",
+            f"--port={grpc}",
             f"--host={host}",
         ]
         if max_body_bytes is not None:
@@ -233,4 +237,4 @@ def launch(
             raise LaunchError(f"cannot start {argv[0]}: {getattr(err, 'strerror', None) or err}") from None
     identity["pid"] = proc.pid
     return ServerProcess(proc, url=f"http://{host}:{port}", model_name=config.model_name, identity=identity,
-                         log_path=log_path)
+                         log_path=log_path, grpc_url=f"grpc://{host}:{grpc}")

@@ -77,13 +77,18 @@ async def serve(
     port: int,
     max_body_bytes: int,
     port_file: Path | None = None,
+    grpc_port: int | None = None,
+    grpc_max_threads: int | None = None,
     log=print,
 ) -> None:
-    """Loads the model, serves until SIGTERM/SIGINT, then shuts down gracefully."""
+    """Loads the model, serves REST (and gRPC on ``grpc_port``, 0 = any free port) until
+    SIGTERM/SIGINT, then shuts down gracefully. ``port_file`` gets the REST port on its first
+    line and, with gRPC, ``grpc=PORT`` on the second."""
     from aiohttp import web
 
-    from serving import servable
+    from serving import grpc_api, servable
     from serving.http_api import RestApi
+    from serving.inference import Inference
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -98,7 +103,16 @@ async def serve(
     # TensorFlow leaves millions of Python objects behind; without this every garbage collection
     # walks them all, and requests that allocate (JSON parsing) run 3-6x slower
     gc.freeze()
-    api = RestApi(model, config, max_body_bytes=max_body_bytes)
+    inference = Inference(model, config)
+    api = RestApi(model, config, max_body_bytes=max_body_bytes, inference=inference)
+    grpc_server = None
+    if grpc_port is not None:
+        try:
+            grpc_server, grpc_port = await grpc_api.start(grpc_api.GrpcApi(inference), host, grpc_port,
+                                                          max_threads=grpc_max_threads)
+        except (OSError, RuntimeError) as err:
+            await inference.close()
+            raise ServeError(f"cannot listen for gRPC on {host}:{grpc_port}: {err}") from None
     runner = web.AppRunner(api.app(), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
@@ -106,15 +120,21 @@ async def serve(
         await site.start()
     except OSError as err:
         await runner.cleanup()
+        if grpc_server is not None:
+            await grpc_server.stop(None)
+        await inference.close()
         raise ServeError(f"cannot listen on {host}:{port}: {err.strerror}") from None
     bound = runner.addresses[0][1] if runner.addresses else port
     if port_file is not None:
         tmp = port_file.with_suffix(".tmp")
-        tmp.write_text(f"{bound}\n")
+        tmp.write_text(f"{bound}\n" + (f"grpc={grpc_port}\n" if grpc_server is not None else ""))
         tmp.replace(port_file)
-    log(f"serving {config.model_name} versions {sorted(model.versions)} on http://{host}:{bound} ({LOCAL_VERSION})")
+    where = f"http://{host}:{bound}" + (f" and grpc://{host}:{grpc_port}" if grpc_server is not None else "")
+    log(f"serving {config.model_name} versions {sorted(model.versions)} on {where} ({LOCAL_VERSION})")
     await stop.wait()
-    log(f"shutting down: {api.in_flight} request(s) in flight")
+    log(f"shutting down: {inference.in_flight} request(s) in flight")
+    if grpc_server is not None:
+        await grpc_server.stop(SHUTDOWN_TIMEOUT_S)  # refuses new calls, lets those in flight finish
     await runner.cleanup()  # closes the listener, waits for in-flight handlers
     await api.close()
     log("stopped")
@@ -127,14 +147,20 @@ async def serve(
 @click.option("--model_name", "--model-name", "model_name", default=None, help="Overrides the config's model_name.")
 @click.option("--rest_api_port", "--rest-api-port", "port", default=8501, show_default=True, type=int,
               help="REST port (0 = any free port; see --port_file).")
+@click.option("--port", "grpc_port", default=8500, show_default=True, type=int,
+              help="gRPC port, TF Serving's PredictionService and ModelService (0 = any free port; "
+                   "-1 = no gRPC).")
+@click.option("--grpc_max_threads", "--grpc-max-threads", "grpc_max_threads", default=None, type=click.IntRange(1),
+              help="RPCs served at once; more get RESOURCE_EXHAUSTED (default: no limit).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--tensorflow_intra_op_parallelism", "intra_op", default=None, type=int)
 @click.option("--tensorflow_inter_op_parallelism", "inter_op", default=None, type=int)
 @click.option("--max_body_bytes", default=DEFAULT_MAX_BODY_BYTES, show_default=True, type=int,
               help="Larger request bodies get 413.")
 @click.option("--port_file", default=None, help="Write the bound port here once the model is AVAILABLE.")
-def main(model_base_path, config_path, model_name, port, host, intra_op, inter_op, max_body_bytes, port_file) -> None:
-    """Serve a SavedModel over TF Serving's REST API (predict, status, metadata, metrics)."""
+def main(model_base_path, config_path, model_name, port, grpc_port, grpc_max_threads, host, intra_op, inter_op,
+         max_body_bytes, port_file) -> None:
+    """Serve a SavedModel over TF Serving's REST API (predict, status, metadata, metrics) and gRPC API."""
     try:
         config = load_config(config_path, {"model_name": model_name, "intra_op": intra_op, "inter_op": inter_op})
     except ServeError as err:
@@ -156,7 +182,8 @@ def main(model_base_path, config_path, model_name, port, host, intra_op, inter_o
     try:
         asyncio.run(
             serve(config, base, host=host, port=port, max_body_bytes=max_body_bytes,
-                  port_file=user_path(port_file) if port_file else None, log=log)
+                  port_file=user_path(port_file) if port_file else None,
+                  grpc_port=None if grpc_port < 0 else grpc_port, grpc_max_threads=grpc_max_threads, log=log)
         )
     except (LoadError, ServeError) as err:
         raise click.ClickException(str(err)) from None

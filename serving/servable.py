@@ -135,6 +135,8 @@ class Servable:
             )
             if sig_name in self._loaded.signatures:
                 self._functions[sig_name] = self._loaded.signatures[sig_name]
+        # as TF wrote them, for gRPC's GetModelMetadata (our messages are wire-compatible)
+        self.signature_def_bytes = {k: v.SerializeToString() for k, v in defs.items() if not k.startswith("__")}
         self.signature_def_json = {
             k: json_format.MessageToDict(v, always_print_fields_with_no_presence=True, preserving_proto_field_name=True)
             for k, v in defs.items()

@@ -1,0 +1,24 @@
+"""TF Serving's gRPC surface, declared once: method paths, ports, message limits.
+
+The server (serving/grpc_api.py) and the generator's gRPC transport import these; this
+module imports nothing heavy (no gRPC, no TensorFlow).
+"""
+
+from __future__ import annotations
+
+PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
+MODEL_SERVICE = "tensorflow.serving.ModelService"
+PREDICT = f"/{PREDICTION_SERVICE}/Predict"
+GET_MODEL_METADATA = f"/{PREDICTION_SERVICE}/GetModelMetadata"
+GET_MODEL_STATUS = f"/{MODEL_SERVICE}/GetModelStatus"
+
+DEFAULT_GRPC_PORT = 8500  # tensorflow_model_server --port
+INT32_MAX = 2**31 - 1
+# the server takes messages up to INT32_MAX (TF Serving sets its server builder so); a
+# client must raise its receive limit to read replies over gRPC's default 4 MiB
+SERVER_OPTIONS = (("grpc.max_receive_message_length", INT32_MAX), ("grpc.max_send_message_length", INT32_MAX))
+CLIENT_OPTIONS = (("grpc.max_receive_message_length", INT32_MAX), ("grpc.max_send_message_length", INT32_MAX))
+MAX_ERROR_MESSAGE_CHARS = 1024  # TF Serving cuts a status message to this many characters
+
+SIGNATURE_DEF_FIELD = "signature_def"  # GetModelMetadata's only metadata_field
+SIGNATURE_DEF_MAP_TYPE_URL = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
