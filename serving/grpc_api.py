@@ -38,10 +38,9 @@ def _spec_version(spec: pb.ModelSpec) -> tuple[int | None, str | None]:
     return None, None
 
 
-def _dtype_name(number: int) -> str:
+def _dtype_name(name: str) -> str:
     """TF's DataTypeString: DT_FLOAT -> 'float'."""
-    name = pb.DataType.Name(number) if number in pb.DataType.values() else f"type{number}"
-    return {"DT_STRING": "string", "DT_BOOL": "bool", "DT_HALF": "half"}.get(name, name[3:].lower())
+    return name[3:].lower()
 
 
 class GrpcApi:
@@ -151,10 +150,11 @@ class GrpcApi:
         for index, alias in enumerate(sorted(signature.inputs)):
             proto = request.inputs[alias]
             want = signature.inputs[alias].dtype
-            if pb.DataType.Name(proto.dtype) != want if proto.dtype in pb.DataType.values() else True:
-                got = _dtype_name(proto.dtype)
-                raise invalid(f"Expects arg[{index}] to be {_dtype_name(pb.DataType.Value(want))} "
-                              f"but {got} is provided")
+            got = tensor_proto.BY_NUMBER.get(proto.dtype)
+            if got is None or got.name != want:
+                got_name = got.name if got else f"DT_TYPE{proto.dtype}"
+                raise invalid(f"Expects arg[{index}] to be {_dtype_name(want)} but {_dtype_name(got_name)} "
+                              "is provided")
             try:
                 tensors[alias] = tensor_proto.to_numpy(proto)
             except ApiError:
@@ -203,32 +203,21 @@ class GrpcApi:
 
     async def get_model_status(self, request: pb.GetModelStatusRequest,
                                context: grpc.aio.ServicerContext) -> pb.GetModelStatusResponse:
-        model = self.inference.model
-        spec = request.model_spec
         try:
             if not request.HasField("model_spec"):
                 raise invalid("Missing ModelSpec")
-            version, label = _spec_version(spec)
-            if spec.name != model.name:
-                raise ApiError("NOT_FOUND", f"Could not find any versions of model {spec.name}")
-            if label is not None:
-                if label not in model.labels:
-                    raise invalid(f"Unrecognized servable version label: {label}")
-                version = model.labels[label]
-            if version is not None and version not in model.versions:
-                raise ApiError("NOT_FOUND", f"Could not find version {version} of model {spec.name}")
+            versions = self.inference.status_versions(request.model_spec.name, *_spec_version(request.model_spec))
         except ApiError as err:
             await self._abort(context, err)
         response = pb.GetModelStatusResponse()
-        for v in [version] if version is not None else sorted(model.versions, reverse=True):
-            status = response.model_version_status.add(version=v, state=_STATE_AVAILABLE)
-            status.status.error_code = 0
+        for v in versions:
+            response.model_version_status.add(version=v, state=_STATE_AVAILABLE)  # status: OK (the default)
         return response
 
 
 async def start(api_: GrpcApi, host: str, port: int, *, max_threads: int | None = None) -> tuple[grpc.aio.Server, int]:
     """Starts the gRPC server on host:port (0: any free port); returns it and the bound port."""
-    server = grpc.aio.server(options=list(api.SERVER_OPTIONS), maximum_concurrent_rpcs=max_threads)
+    server = grpc.aio.server(options=list(api.RECEIVE_ANY_SIZE), maximum_concurrent_rpcs=max_threads)
     server.add_generic_rpc_handlers(api_.handlers())
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:

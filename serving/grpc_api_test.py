@@ -34,7 +34,7 @@ def server(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def channel(server):
-    with grpc.insecure_channel(server.grpc_url.removeprefix("grpc://"), options=list(api.CLIENT_OPTIONS)) as ch:
+    with grpc.insecure_channel(server.grpc_url.removeprefix("grpc://"), options=list(api.RECEIVE_ANY_SIZE)) as ch:
         yield ch
 
 

@@ -15,14 +15,13 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-import numpy as np
 from aiohttp import web
 
 from serving import json_tensor
 from serving.config import DEFAULT_MAX_BODY_BYTES, ServingConfig
 from serving.inference import Inference
 from serving.json_tensor import ApiError, invalid
-from serving.servable import Model, Servable
+from serving.servable import Model
 
 log = logging.getLogger(__name__)
 
@@ -153,23 +152,12 @@ class RestApi:
 
     # --- model resolution ---------------------------------------------------------------
 
-    def _servable(self, name: str, version: int | None, label: str | None) -> Servable:
-        return self.inference.resolve(name, version, label)
-
     # --- GET ------------------------------------------------------------------------------
 
     def _status(self, name: str | None, version: int | None, label: str | None) -> web.Response:
         if not name:
             raise invalid("Missing model name in request.")
-        if name != self.model.name:
-            raise ApiError("NOT_FOUND", f"Could not find any versions of model {name}")
-        if label is not None:
-            if label not in self.model.labels:
-                raise invalid(f"Unrecognized servable version label: {label}")
-            version = self.model.labels[label]
-        if version is not None and version not in self.model.versions:
-            raise ApiError("NOT_FOUND", f"Could not find version {version} of model {name}")
-        versions = [version] if version is not None else sorted(self.model.versions, reverse=True)
+        versions = self.inference.status_versions(name, version, label)
         body = {
             "model_version_status": [
                 {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
@@ -181,7 +169,7 @@ class RestApi:
     def _metadata(self, name: str | None, version: int | None, label: str | None) -> web.Response:
         if not name:
             raise invalid("Missing model name in request.")
-        servable = self._servable(name, version, label)
+        servable = self.inference.resolve(name, version, label)
         body = {
             "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
             "metadata": {"signature_def": {"signature_def": servable.signature_def_json}},
@@ -211,7 +199,7 @@ class RestApi:
 
     def _prepare(self, doc: Mapping[str, Any], body: bytes, name: str, version: int | None, label: str | None):
         sig_name = json_tensor.signature_name(doc)
-        servable = self._servable(name, version, label)
+        servable = self.inference.resolve(name, version, label)
         signature = servable.signature(sig_name)
         inputs = json_tensor.predict_tensors(doc, signature.input_dtypes, body)
         signature.check_shapes(inputs.tensors)
@@ -221,12 +209,9 @@ class RestApi:
         doc = json_tensor.parse_body(body)
         servable, signature, inputs = self._prepare(doc, body, name, version, label)
         run_started = time.perf_counter()
-        outputs = await self._run(servable, signature.name, inputs.tensors)
+        outputs = await self.inference.run(servable, signature.name, inputs.tensors)
         self.metrics.runtime_latency.observe((time.perf_counter() - run_started) * 1e6, name, "Predict", "TF1")
         return json_tensor.predict_body(outputs, inputs.row_format)
-
-    async def _run(self, servable: Servable, signature: str, tensors: Mapping[str, np.ndarray]) -> dict:
-        return await self.inference.run(servable, signature, tensors)
 
     def _classify_regress(
         self, body: bytes, name: str, version: int | None, label: str | None, verb: str
@@ -234,7 +219,7 @@ class RestApi:
         doc = json_tensor.parse_body(body)
         sig_name = json_tensor.signature_name(doc) or "serving_default"
         _check_examples(doc)
-        servable = self._servable(name, version, label)
+        servable = self.inference.resolve(name, version, label)
         signature = servable.signatures.get(sig_name)
         if signature is None:
             raise invalid(f"No signature was found with the name: {sig_name}")

@@ -58,6 +58,19 @@ class Inference:
             raise ApiError("NOT_FOUND", f"Servable not found for request: {servable_spec(name, version)}")
         return self.model.versions[version] if version is not None else self.model.latest
 
+    def status_versions(self, name: str, version: int | None, label: str | None) -> list[int]:
+        """The versions GetModelStatus reports (get_model_status_impl.cc): the one asked for, or
+        all of them, newest first."""
+        if name != self.model.name:
+            raise ApiError("NOT_FOUND", f"Could not find any versions of model {name}")
+        if label is not None:
+            if label not in self.model.labels:
+                raise invalid(f"Unrecognized servable version label: {label}")
+            version = self.model.labels[label]
+        if version is not None and version not in self.model.versions:
+            raise ApiError("NOT_FOUND", f"Could not find version {version} of model {name}")
+        return [version] if version is not None else sorted(self.model.versions, reverse=True)
+
     async def run(self, servable: Servable, signature: str, tensors: Mapping[str, np.ndarray]) -> dict:
         """Runs through the version's batching queue (when batching is on) or the pool."""
         scheduler = self._schedulers.get(servable.version)

@@ -69,16 +69,15 @@ def shape_of(proto: pb.TensorProto) -> tuple[int, ...]:
     return dims
 
 
-def to_numpy(proto: pb.TensorProto, alias: str = "") -> np.ndarray:
+def to_numpy(proto: pb.TensorProto) -> np.ndarray:
     """A request's TensorProto as an array: ``tensor_content`` (little-endian bytes) or the
     typed field. As Tensor::FromProto: fewer values than elements repeat the last one (one
     value fills the tensor), none give zeros, extra values are dropped; a content size
     that is not the shape's is an error."""
     dtype = BY_NUMBER.get(proto.dtype)
-    what = f"input '{alias}'" if alias else "tensor"
     if dtype is None:
         name = pb.DataType.Name(proto.dtype) if proto.dtype in pb.DataType.values() else str(proto.dtype)
-        raise _invalid(f"tensor parsing error: {what} has unsupported dtype {name}")
+        raise _invalid(f"tensor parsing error: tensor has unsupported dtype {name}")
     shape = shape_of(proto)
     n = math.prod(shape)
     if dtype.name == "DT_STRING":
@@ -88,7 +87,7 @@ def to_numpy(proto: pb.TensorProto, alias: str = "") -> np.ndarray:
     if proto.tensor_content:
         want = n * dtype.numpy.itemsize
         if len(proto.tensor_content) != want:
-            raise _invalid(f"tensor parsing error: {what} has {len(proto.tensor_content)} bytes of tensor_content, "
+            raise _invalid(f"tensor parsing error: tensor has {len(proto.tensor_content)} bytes of tensor_content, "
                            f"its shape {list(shape)} of {dtype.name} needs {want}")
         return np.frombuffer(proto.tensor_content, dtype=dtype.numpy.newbyteorder("<")).astype(
             dtype.numpy, copy=False).reshape(shape)
@@ -98,7 +97,7 @@ def to_numpy(proto: pb.TensorProto, alias: str = "") -> np.ndarray:
     elif dtype.field in ("scomplex_val", "dcomplex_val"):
         flat = np.array(values, dtype=np.float32 if dtype.field == "scomplex_val" else np.float64)
         if flat.size % 2:
-            raise _invalid(f"tensor parsing error: {what} has an odd count of complex parts")
+            raise _invalid("tensor parsing error: tensor has an odd count of complex parts")
         arr = flat[0::2] + 1j * flat[1::2]
         arr = arr.astype(dtype.numpy)
     else:

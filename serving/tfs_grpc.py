@@ -14,10 +14,10 @@ GET_MODEL_STATUS = f"/{MODEL_SERVICE}/GetModelStatus"
 
 DEFAULT_GRPC_PORT = 8500  # tensorflow_model_server --port
 INT32_MAX = 2**31 - 1
-# the server takes messages up to INT32_MAX (TF Serving sets its server builder so); a
-# client must raise its receive limit to read replies over gRPC's default 4 MiB
-SERVER_OPTIONS = (("grpc.max_receive_message_length", INT32_MAX), ("grpc.max_send_message_length", INT32_MAX))
-CLIENT_OPTIONS = (("grpc.max_receive_message_length", INT32_MAX), ("grpc.max_send_message_length", INT32_MAX))
+# gRPC's receive limit is 4 MiB by default (sending is unlimited). TF Serving's server
+# builder raises it to INT32_MAX (SetMaxMessageSize), and a client must do the same to read
+# replies over 4 MiB: both ends use these channel options.
+RECEIVE_ANY_SIZE = (("grpc.max_receive_message_length", INT32_MAX),)
 MAX_ERROR_MESSAGE_CHARS = 1024  # TF Serving cuts a status message to this many characters
 
 SIGNATURE_DEF_FIELD = "signature_def"  # GetModelMetadata's only metadata_field
