@@ -1,6 +1,6 @@
 """The capacity search end to end against stand-in servers whose truth is known exactly.
 
-Three endpoints on 127.0.0.1, each replica a FIFO server with a fixed 4 ms service
+Three endpoints on 127.0.0.1, each replica a FIFO server with a fixed 10 ms service
 time (no CPU used): A and B identical (one replica), C two replicas. The truth is the
 simulated SLO-bounded capacity (tests/standin_server.truth_capacity). The search runs
 them interleaved, as the sweep's local backend does, with short probes and a 10%
@@ -26,8 +26,8 @@ from sweep.status import is_complete
 from sweep.warmup import WarmupOptions
 from tests.standin_server import running_standin, truth_capacity
 
-SERVICE_MS = 4.0
-SLO = Slo(p99_ms=40.0, error_rate=0.01)
+SERVICE_MS = 10.0
+SLO = Slo(p99_ms=100.0, error_rate=0.01)
 SHAPES = {"A": 1, "B": 1, "C": 2}  # name -> replicas
 RESOLUTION = 0.10
 
@@ -40,9 +40,10 @@ def searched(tmp_path_factory):
         for name, replicas in SHAPES.items():
             bases = stack.enter_context(running_standin(replicas, SERVICE_MS, lifetime_s=900.0))
             endpoints.append(Endpoint(tuple(f"{b}/v1/models/m:predict" for b in bases), name))
-        # the bound (5% of 40 ms = 2 ms) is near this machine's wake-up floor under load; 3 ms
-        # of lag shifts a latency by at most 3 ms (docs/results-format.md), ~1% of capacity here
-        load = GeneratorOptions(payload="b64", max_send_lag_ms=3.0)
+        # the default send-lag bound, 5% of the SLO's 100 ms. At 4 ms / 40 ms (capacities of
+        # 190-500 req/s) a fresh-clone CI run lagged 3.0-6.6 ms p99 at 250 and 500 req/s with
+        # this test alone on the machine, over the 3 ms then allowed: every probe was invalid
+        load = GeneratorOptions(payload="b64")
         how = SearchSweep(out_dir=out, slo=SLO, load=load, warmup=WarmupOptions(),
                           search=SearchOptions(max_probe_s=15, min_probe_s=13, resolution=RESOLUTION, seed=3))
         events = []
