@@ -60,7 +60,8 @@ def format_summary(record: dict, out_dir: str) -> str:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--target", "targets", multiple=True, required=True,
-              help="TF Serving REST predict URL; repeat for round-robin over replicas.")
+              help="TF Serving REST predict URL (http://HOST:8501/v1/models/M:predict) or gRPC "
+              "target (grpc://HOST:8500/M); repeat for round-robin over replicas.")
 @click.option("--profile", type=click.Choice(schedule.KINDS), default="constant",
               show_default=True, help="Arrival-rate profile.")
 @click.option("--rate", type=float, help="constant: requests per second.")
@@ -83,7 +84,7 @@ def format_summary(record: dict, out_dir: str) -> str:
 @click.option("--quiet", is_flag=True, help="No live progress line.")
 def main(targets, profile, rate, users, spawn_rate, per_user_rps, steps_text, duration,
          arrivals, seed, slo_p99, out_dir, quiet, **generator):
-    """Send open-loop load to TF Serving REST targets and record CO-free latency.
+    """Send open-loop load to TF Serving's REST or gRPC API and record CO-free latency.
 
     Durations are 250ms, 1.5s, 5m or 1h; a bare number is seconds (for every option)."""
     try:

@@ -73,7 +73,8 @@ def make_engine(options: RunOptions, choice: transports.Choice, body: payload_mo
     transport = transports.make(
         choice, urls=options.targets, body=body.body,
         content_type=body.content_type, max_in_flight=options.max_in_flight,
-        timeout_s=options.timeout_s, prewarm=prewarm_connections(options))
+        timeout_s=options.timeout_s, prewarm=prewarm_connections(options),
+        channels=options.connections)
     settings = EngineSettings(max_in_flight=options.max_in_flight,
                               n_targets=len(options.targets), worker_index=worker_index,
                               workers=options.workers, send_timing=options.send_timing,

@@ -14,11 +14,11 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
 from formats import units
+from loadgen import targets as targets_mod
 from loadgen import timekeeping, transports
 from loadgen.engine import SEND_TIMINGS, SPIN_BUDGET, SPIN_S
 from loadgen.payload import DEFAULT_PAYLOAD
@@ -91,6 +91,10 @@ FIELDS: tuple[Field, ...] = (
           "fast: our HTTP/1.1 client (plain http://, no proxy); aiohttp: TLS and proxies "
           "too, but ~10x less valid load per core (bench/loadgen); auto: fast where it can.",
           transports.TRANSPORTS),
+    Field("connections", "connections", "--connections", _int, int,
+          "gRPC: channels (each its own HTTP/2 connection) per target, used in turn; a "
+          "Kubernetes Service balances per connection, so give at least one per replica. "
+          "REST transports open connections as the in-flight count needs them."),
     Field("loop", "loop", "--loop", str, str, "The event loop.", LOOPS),
     Field("warmup_s", "warmup", "--warmup", units.parse_duration, _seconds_text,
           "Leading seconds of each run that analysis excludes (recorded in run.json)."),
@@ -117,6 +121,7 @@ class GeneratorOptions:
     workers: int = 1
     max_send_lag_ms: float | None = None  # None: results.send_lag_bound's rule
     transport: str = "auto"
+    connections: int = 4
     loop: str = "uvloop"
     send_timing: str = "auto"
     priority: str = "auto"
@@ -129,6 +134,8 @@ class GeneratorOptions:
             raise OptionsError(f"--timeout must be > 0 and <= {MAX_TIMEOUT_S:g} s (the histogram's range)")
         if self.workers < 1:
             raise OptionsError("--workers must be >= 1")
+        if self.connections < 1:
+            raise OptionsError("--connections must be >= 1")
         if self.warmup_s < 0:
             raise OptionsError("--warmup must be >= 0")
         if self.max_send_lag_ms is not None and not (
@@ -187,11 +194,10 @@ class RunOptions(GeneratorOptions):
                 self.targets, str) else self.targets))
         if not self.targets:
             raise OptionsError("at least one --target URL is needed")
-        for url in self.targets:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise OptionsError(f"bad target {url!r}: expected http://HOST:PORT/PATH "
-                                   "(or https://)")
+        try:
+            targets_mod.run_protocol(self.targets)
+        except targets_mod.TargetError as e:
+            raise OptionsError(str(e)) from None
         if self.slo_latency_ms is not None and not (
                 self.slo_latency_ms > 0 and math.isfinite(self.slo_latency_ms)):
             raise OptionsError("the SLO's latency bound must be > 0")
@@ -203,11 +209,22 @@ class RunOptions(GeneratorOptions):
         """``load``'s options for one measurement (``run``: targets, profile, ...)."""
         return cls(**{f.name: getattr(load, f.name) for f in FIELDS}, **run)
 
+    @property
+    def protocol(self) -> str:
+        """``rest`` or ``grpc``: what the targets speak (loadgen.targets)."""
+        return targets_mod.run_protocol(self.targets)
+
+    @property
+    def grpc_model(self) -> str | None:
+        """The model a gRPC run's PredictRequest names (None for REST)."""
+        return targets_mod.grpc_target(self.targets[0]).model if self.protocol == "grpc" else None
+
     def record(self) -> dict:
         """The "options" object of run.json, but for the payload (its own record) and the
         transport (run() adds the one chosen)."""
-        return {"max_in_flight": self.max_in_flight, "timeout_s": self.timeout_s,
-                "workers": self.workers, "max_send_lag_ms": self.max_send_lag_ms,
+        return {"protocol": self.protocol, "max_in_flight": self.max_in_flight,
+                "timeout_s": self.timeout_s, "workers": self.workers,
+                "connections": self.connections, "max_send_lag_ms": self.max_send_lag_ms,
                 "slo_latency_ms": self.slo_latency_ms, "send_timing": self.send_timing,
                 "priority": self.priority}
 

@@ -58,7 +58,7 @@ def run(options: RunOptions, out_dir: str, *, config_record: dict | None = None,
     and run.json says ``"ended_by": "rule"`` with the schedule's window that ran.
     """
     choice = choice or choose_transport(options)
-    body = payload_mod.load(options.payload)
+    body = payload_mod.load(options.payload, protocol=options.protocol, model=options.grpc_model)
     header = {"config": config_record, "server": server_identity or default_server_identity(),
               "profile": options.profile.to_dict(), "payload": body.record(),
               "targets": list(options.targets), "options": options.record() | choice.record()}

@@ -11,9 +11,11 @@ import dataclasses
 import urllib.request
 from urllib.parse import urlsplit
 
+from loadgen.targets import TargetError, run_protocol
 from loadgen.transport import Transport
 
-TRANSPORTS = ("auto", "fast", "aiohttp")  # auto: fast for http:// without a proxy, else aiohttp
+# auto: grpc for grpc:// targets; fast for http:// without a proxy, else aiohttp
+TRANSPORTS = ("auto", "fast", "aiohttp", "grpc")
 
 
 class TransportError(ValueError):
@@ -24,7 +26,7 @@ class TransportError(ValueError):
 class Choice:
     """The transport a run uses, why, and the HTTP proxy (if any) per target."""
 
-    kind: str  # fast | aiohttp
+    kind: str  # fast | aiohttp | grpc
     reason: str
     proxies: tuple[str | None, ...]
 
@@ -48,10 +50,24 @@ def choose(requested: str, urls: tuple[str, ...]) -> Choice:
     """Resolve ``auto`` and check that the requested transport can reach ``urls``.
 
     The fast transport speaks plain HTTP/1.1 straight to the target: https:// targets
-    (TLS) and targets behind an HTTP proxy (from the environment) need aiohttp.
+    (TLS) and targets behind an HTTP proxy (from the environment) need aiohttp. grpc://
+    targets take the gRPC transport, and only they do.
     """
     if requested not in TRANSPORTS:
         raise TransportError(f"unknown transport {requested!r}: use one of {', '.join(TRANSPORTS)}")
+    try:
+        grpc_targets = run_protocol(urls) == "grpc"
+    except TargetError as e:
+        raise TransportError(str(e)) from None
+    if grpc_targets or requested == "grpc":
+        if not grpc_targets:
+            raise TransportError("the grpc transport sends to grpc://HOST:PORT/MODEL targets, "
+                                 "and these are REST URLs: use --transport auto, fast or aiohttp")
+        if requested not in ("auto", "grpc"):
+            raise TransportError(f"grpc:// targets speak gRPC, not the {requested} transport's "
+                                 "HTTP/1.1: use --transport grpc (or auto)")
+        why = "asked for (--transport grpc)" if requested == "grpc" else "auto: grpc:// targets"
+        return Choice("grpc", why, (None,) * len(urls))
     environ_proxies = urllib.request.getproxies_environment()
     proxies = tuple(_proxy_for(u, environ_proxies) for u in urls)
     tls = sorted({u for u in urls if urlsplit(u).scheme == "https"})
@@ -74,10 +90,14 @@ def choose(requested: str, urls: tuple[str, ...]) -> Choice:
 
 
 def make(choice: Choice, *, urls: tuple[str, ...], body: bytes, content_type: str,
-         max_in_flight: int, timeout_s: float, prewarm: int = 0) -> Transport:
+         max_in_flight: int, timeout_s: float, prewarm: int = 0, channels: int = 1) -> Transport:
     """Build the chosen transport. ``prewarm``: connections per target to open before the
-    run (the fast transport's). A transport's module is imported only when it is chosen
-    (a fast run never loads aiohttp)."""
+    run (the fast transport's); ``channels``: the gRPC transport's per target. A transport's
+    module is imported only when it is chosen (a fast run never loads aiohttp or grpc)."""
+    if choice.kind == "grpc":
+        from loadgen import grpc_transport
+
+        return grpc_transport.GrpcTransport(urls, body, timeout_s=timeout_s, channels=channels)
     if choice.kind == "aiohttp":
         from loadgen import aiohttp_transport
 

@@ -15,6 +15,7 @@ saying what used the CPUs meanwhile; when other processes or the hypervisor took
 (not this test), it is skipped on a developer's machine and fails under CI=true.
 """
 
+import contextlib
 import dataclasses
 import os
 
@@ -25,7 +26,9 @@ from loadgen import hostcpu
 from loadgen.results import LAG_SHARE
 from loadgen.run import RunOptions, run
 from loadgen.schedule import Profile
-from tests.loadgen_helpers import running_server, server_stats
+from serving import tensor_proto
+from serving import tfs_messages_pb2 as pb
+from tests.loadgen_helpers import running_grpc_server, running_server, server_stats
 
 PATH = "/v1/models/m:predict"
 RATE = 200
@@ -44,11 +47,19 @@ BUSY_CPUS = 0.5  # other processes + steal above this: the machine, not the test
 THROTTLED_SHARE = 0.01  # held back by a cgroup CPU quota for more than this share of the run
 
 
-def _options(url, rate, duration_s, tmp_path, **kw):
+def _options(url, rate, duration_s, tmp_path, model="m", **kw):
+    """A run against ``url``: an http:// base (REST's predict path for ``model``) or a
+    grpc:// one (``grpc://HOST:PORT`` + /model)."""
     # a small body: these tests time the generator, not the transfer of a big payload
-    body = tmp_path / "body.json"
-    body.write_text('{"instances": [[1, 2, 3]]}')
-    return RunOptions(targets=(url + PATH,),
+    if url.startswith("grpc://"):
+        request = pb.PredictRequest()
+        request.inputs["x"].CopyFrom(tensor_proto.from_numpy(np.array([[1.0, 2.0, 3.0]], np.float32)))
+        body, target = tmp_path / "body.pb", f"{url}/{model}"
+        body.write_bytes(request.SerializeToString())
+    else:
+        body, target = tmp_path / "body.json", f"{url}/v1/models/{model}:predict"
+        body.write_text('{"instances": [[1, 2, 3]]}')
+    return RunOptions(targets=(target,),
                       profile=Profile(kind="constant", rate=rate, duration_s=duration_s),
                       payload=f"file:{body}", max_in_flight=512, timeout_s=10.0, **kw)
 
@@ -76,13 +87,23 @@ class Measured:
     rows: tuple  # (key, reported, truth) for p50, p90, p99
 
 
+@contextlib.contextmanager
+def _server(transport: str, *args: str):
+    """Yield (stats URL, base to send to, process): gRPC's test server for ``grpc``."""
+    if transport == "grpc":
+        with running_grpc_server(*args) as (url, grpc_base, proc):
+            yield url, grpc_base, proc
+    else:
+        with running_server(*args) as (url, proc):
+            yield url, url, proc
+
+
 def _measure(tmp_path, transport: str) -> Measured:
-    with running_server("--delay-ms", str(DELAY_MS), "--delay-sigma", "0.5", "--seed", "3") as (
-            url, proc):
+    with _server(transport, "--delay-ms", str(DELAY_MS), "--delay-sigma", "0.5", "--seed", "3") as (
+            url, base, proc):
         # the calibration is judged against the latencies it calibrates (~DELAY_MS)
-        calib = dataclasses.replace(_options(url, RATE, CALIBRATION_S, tmp_path, transport=transport),
-                                    targets=(url + "/v1/models/zero:predict",),
-                                    max_send_lag_ms=LAG_SHARE * DELAY_MS)
+        calib = _options(base, RATE, CALIBRATION_S, tmp_path, model="zero", transport=transport,
+                         max_send_lag_ms=LAG_SHARE * DELAY_MS)
         # a short unjudged run first pays this process's first-use costs of the transport
         # (imports, connection setup: a 46 ms stall in a 1 s calibration failed a fresh-clone
         # CI run with the CPUs idle); its result is not used
@@ -95,7 +116,7 @@ def _measure(tmp_path, transport: str) -> Measured:
         path = calibrated.record["latency_ms"]["corrected"]
         served_before = len(server_stats(url)["held_ms"])
         before = hostcpu.snapshot([proc.pid])
-        result = run(_options(url, RATE, SECONDS, tmp_path, transport=transport),
+        result = run(_options(base, RATE, SECONDS, tmp_path, transport=transport),
                      str(tmp_path / f"out-{transport}"))
         usage = hostcpu.usage(before, hostcpu.snapshot([proc.pid]))
         held = np.array(server_stats(url)["held_ms"][served_before:])
@@ -129,7 +150,7 @@ def measured(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("transport", ["fast", "aiohttp"])
+@pytest.mark.parametrize("transport", ["fast", "aiohttp", "grpc"])
 def test_reported_percentiles_match_the_servers_truth(measured, transport):
     # Lognormal delays with mean 150 ms (p50 ~130 ms, p99 ~430 ms) at 200 req/s: ~30 requests
     # in flight. Truth = how long the server held each request + the path's median cost.
@@ -156,11 +177,12 @@ def test_both_transports_report_the_same_run(measured):
                         f"path costs {paths:.3f} ms: {misses}")
 
 
-def test_a_freezing_server_shows_in_corrected_p99(tmp_path):
+@pytest.mark.parametrize("transport", ["fast", "grpc"])
+def test_a_freezing_server_shows_in_corrected_p99(tmp_path, transport):
     # the server blocks its event loop for 1 s every 5 s; 6 s of 100 req/s span a freeze
-    with running_server("--delay-ms", "2", "--freeze-every", "5", "--freeze-s", "1") as (
-            url, _):
-        result = run(_options(url, 100.0, 6.0, tmp_path), str(tmp_path / "out"))
+    with _server(transport, "--delay-ms", "2", "--freeze-every", "5", "--freeze-s", "1") as (
+            _, base, _proc):
+        result = run(_options(base, 100.0, 6.0, tmp_path, transport=transport), str(tmp_path / "out"))
     rec = result.record
     assert rec["totals"]["ok"] == 600
     assert rec["latency_ms"]["corrected"]["p99"] >= 900.0

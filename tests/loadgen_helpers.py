@@ -25,17 +25,36 @@ def child_env() -> dict:
     return env
 
 
+def _port(proc) -> int:
+    line = proc.stdout.readline()
+    if not line.strip().isdigit():
+        raise RuntimeError(f"test server did not start (said {line!r})")
+    return int(line)
+
+
 @contextlib.contextmanager
 def running_server(*args: str, lifetime_s: float = 60.0):
     """Yield (base_url, process) for a test server started with ``args``."""
+    with _started(args, lifetime_s) as proc:
+        yield f"http://127.0.0.1:{_port(proc)}", proc
+
+
+@contextlib.contextmanager
+def running_grpc_server(*args: str, lifetime_s: float = 60.0):
+    """Yield (base_url, grpc_base, process): the test server with gRPC too; a target is
+    ``grpc_base + "/MODEL"``, its /stats at ``base_url``."""
+    with _started((*args, "--grpc"), lifetime_s) as proc:
+        http = _port(proc)
+        yield f"http://127.0.0.1:{http}", f"grpc://127.0.0.1:{_port(proc)}", proc
+
+
+@contextlib.contextmanager
+def _started(args, lifetime_s: float):
     proc = subprocess.Popen(
         [sys.executable, SERVER, "--max-lifetime-s", str(lifetime_s), *args],
         stdout=subprocess.PIPE, env=child_env(), text=True)
     try:
-        line = proc.stdout.readline()
-        if not line.strip().isdigit():
-            raise RuntimeError(f"test server did not start (said {line!r})")
-        yield f"http://127.0.0.1:{int(line)}", proc
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
