@@ -1,11 +1,17 @@
-"""Batching through the local server over HTTP: merged batches, 503 load shedding, 504, bounded memory."""
+"""Batching through the local server over HTTP (merged batches, 503 load shedding, 504,
+bounded memory) and gRPC (the same queue sheds with UNAVAILABLE)."""
 
 import asyncio
+import base64
 import json
 import re
 
 import aiohttp
+import grpc
+import numpy as np
 
+from serving import tensor_proto, tfs_grpc
+from serving import tfs_messages_pb2 as pb
 from serving.batching import QUEUE_FULL_MESSAGE
 from serving.config import BatchingParameters, ServingConfig
 from serving.conftest import start_server
@@ -90,6 +96,44 @@ def test_overflowing_the_queue_sheds_load_with_503_and_memory_stays_bounded(tiny
         statuses.count(503)
     )
     assert sizes[-1] - sizes[0] < 100_000  # KB: refused requests are not kept
+
+
+async def _grpc_clients(grpc_url, clients):
+    """``clients`` concurrent Predict calls of the 1x1 PNG; returns (code, details) of each."""
+    request = pb.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = "tiny", "serving_bytes"
+    request.inputs["image_bytes"].CopyFrom(
+        tensor_proto.from_numpy(np.array([base64.b64decode(PNG_B64)], dtype=object)))
+    async with grpc.aio.insecure_channel(grpc_url.removeprefix("grpc://")) as channel:
+        predict = channel.unary_unary(tfs_grpc.PREDICT, request_serializer=pb.PredictRequest.SerializeToString,
+                                      response_deserializer=pb.PredictResponse.FromString)
+
+        async def one():
+            try:
+                await predict(request, timeout=60)
+                return grpc.StatusCode.OK, ""
+            except grpc.aio.AioRpcError as e:
+                return e.code(), e.details()
+
+        return await asyncio.gather(*(one() for _ in range(clients)))
+
+
+def test_overflowing_the_queue_over_grpc_is_unavailable_with_tf_servings_message(tiny_model, tmp_path):
+    config = batching_config(max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=1, num_batch_threads=1)
+    server = start_server(config, tiny_model, tmp_path, local=True)
+    try:
+        results = []
+        for _ in range(5):
+            results += asyncio.run(_grpc_clients(server.grpc_url, clients=48))
+        text = asyncio.run(_metrics(server.url))
+    finally:
+        server.stop()
+    codes = [c for c, _ in results]
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
+    assert codes.count(grpc.StatusCode.UNAVAILABLE) > 0 and codes.count(grpc.StatusCode.OK) > 0
+    assert {d for c, d in results if c == grpc.StatusCode.UNAVAILABLE} == {QUEUE_FULL_MESSAGE}
+    assert metric(text, ':tensorflow:serving:request_count{model_name="tiny",status="UNAVAILABLE"}') == (
+        codes.count(grpc.StatusCode.UNAVAILABLE))
 
 
 def test_rest_timeout_gives_504(tiny_model, tmp_path):
