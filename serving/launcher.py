@@ -168,12 +168,14 @@ def launch(
     max_body_bytes: int | None = None,
     local: bool = False,
     nice: int = 0,
+    grpc_max_threads: int | None = None,
 ) -> ServerProcess:
     """Starts the server (without waiting; call `.wait_available()`). `rest_port=0` picks a free port.
 
     `local=True` runs the local server even when tensorflow_model_server is on PATH. `cpus` pins
     the process (and so every thread it starts) before it runs; `nice` > 0 lowers its CPU
     priority, so that a load generator sharing the machine is not starved by the server.
+    `grpc_max_threads` is the binaries' `--grpc_max_threads` (RPCs served at once).
     """
     base = Path(model_base_path).absolute()
     if not base.is_dir():
@@ -186,6 +188,8 @@ def launch(
     grpc = grpc_port or free_port(host)
     if binary:
         argv = config.argv(config_dir=work, rest_port=port, grpc_port=grpc, binary=binary)
+        if grpc_max_threads is not None:
+            argv.append(f"--grpc_max_threads={grpc_max_threads}")
         identity = {
             "kind": "tensorflow_model_server",
             "version": _binary_version(binary),
@@ -205,6 +209,8 @@ def launch(
         ]
         if max_body_bytes is not None:
             argv.append(f"--max_body_bytes={max_body_bytes}")
+        if grpc_max_threads is not None:
+            argv.append(f"--grpc_max_threads={grpc_max_threads}")
         identity = {
             "kind": "local",
             "version": f"{LOCAL_VERSION} tensorflow/{_tensorflow_version()}",

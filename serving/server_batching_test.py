@@ -98,7 +98,7 @@ def test_overflowing_the_queue_sheds_load_with_503_and_memory_stays_bounded(tiny
     assert sizes[-1] - sizes[0] < 100_000  # KB: refused requests are not kept
 
 
-async def _grpc_clients(grpc_url, clients):
+async def _grpc_clients(grpc_url, clients) -> list[tuple[grpc.StatusCode, str]]:
     """``clients`` concurrent Predict calls of the 1x1 PNG; returns (code, details) of each."""
     request = pb.PredictRequest()
     request.model_spec.name, request.model_spec.signature_name = "tiny", "serving_bytes"
@@ -134,6 +134,21 @@ def test_overflowing_the_queue_over_grpc_is_unavailable_with_tf_servings_message
     assert {d for c, d in results if c == grpc.StatusCode.UNAVAILABLE} == {QUEUE_FULL_MESSAGE}
     assert metric(text, ':tensorflow:serving:request_count{model_name="tiny",status="UNAVAILABLE"}') == (
         codes.count(grpc.StatusCode.UNAVAILABLE))
+
+
+def test_grpc_max_threads_bounds_the_calls_served_at_once(tiny_model, tmp_path):
+    # one RPC at a time; each call waits 0.5 s in the queue for a batch of 32 that never fills,
+    # so the calls that arrive meanwhile are refused as the binary's thread quota refuses them
+    config = batching_config(max_batch_size=32, batch_timeout_micros=500_000, max_enqueued_batches=10,
+                             num_batch_threads=1)
+    server = start_server(config, tiny_model, tmp_path, local=True, grpc_max_threads=1)
+    try:
+        results = asyncio.run(_grpc_clients(server.grpc_url, clients=8))
+    finally:
+        server.stop()
+    codes = [c for c, _ in results]
+    assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, results
+    assert "--grpc_max_threads=1" in server.identity["argv"]
 
 
 def test_rest_timeout_gives_504(tiny_model, tmp_path):
