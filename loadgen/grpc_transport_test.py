@@ -35,8 +35,8 @@ class Server:
 
     async def start(self) -> tuple[grpc.aio.Server, int]:
         server = grpc.aio.server()
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-            tfs_grpc.PREDICTION_SERVICE, {"Predict": grpc.unary_unary_rpc_method_handler(self.predict)}),))
+        methods = {tfs_grpc.PREDICT_METHOD: grpc.unary_unary_rpc_method_handler(self.predict)}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(tfs_grpc.PREDICTION_SERVICE, methods),))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         return server, port

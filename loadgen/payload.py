@@ -24,6 +24,7 @@ import zlib
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from loadgen.targets import PROTOCOLS
 from model import signatures
 from serving import tensor_proto
 from serving import tfs_messages_pb2 as pb
@@ -43,7 +44,7 @@ class Payload:
     body: bytes = dataclasses.field(repr=False)
     content_type: str
     sha256: str
-    protocol: str = "rest"  # loadgen.targets.PROTOCOLS
+    protocol: str = "rest"  # one of PROTOCOLS
     encoding: str = "json"  # json | raw (REST); tensor_content | string_val | raw (gRPC)
 
     def record(self) -> dict:
@@ -163,8 +164,8 @@ def load(spec: str, *, base_dir: str | None = None, protocol: str = "rest",
          model: str | None = None) -> Payload:
     """Build a payload from a CLI spec: ``tensor``, ``b64`` or ``file:PATH``, encoded for
     ``protocol`` (gRPC: a PredictRequest naming ``model``)."""
-    if protocol not in ("rest", "grpc"):
-        raise PayloadError(f"unknown protocol {protocol!r}: use rest or grpc")
+    if protocol not in PROTOCOLS:
+        raise PayloadError(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
     if protocol == "grpc" and not model:
         raise PayloadError("a gRPC payload names its model: targets are grpc://HOST:PORT/MODEL")
     if spec == "tensor":

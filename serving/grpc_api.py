@@ -65,7 +65,7 @@ class GrpcApi:
 
         return [
             grpc.method_handlers_generic_handler(api.PREDICTION_SERVICE, {
-                "Predict": unary(self.predict, pb.PredictRequest, pb.PredictResponse),
+                api.PREDICT_METHOD: unary(self.predict, pb.PredictRequest, pb.PredictResponse),
                 "GetModelMetadata": unary(self.get_model_metadata, pb.GetModelMetadataRequest,
                                           pb.GetModelMetadataResponse),
             }),

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
-PREDICT = f"/{PREDICTION_SERVICE}/Predict"
+PREDICT_METHOD = "Predict"
+PREDICT = f"/{PREDICTION_SERVICE}/{PREDICT_METHOD}"
 GET_MODEL_METADATA = f"/{PREDICTION_SERVICE}/GetModelMetadata"
 GET_MODEL_STATUS = f"/{MODEL_SERVICE}/GetModelStatus"
 

@@ -58,7 +58,6 @@ class Delays:
 
 
 def build_app(args, delays: Delays) -> web.Application:
-    served, held = delays.served, delays.held
     body = b'{"predictions": [[0.25, 0.75]]}'
 
     async def predict(request: web.Request) -> web.Response:
@@ -68,7 +67,7 @@ def build_app(args, delays: Delays) -> web.Application:
         return web.Response(body=body, content_type="application/json")
 
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response({"served_delays_ms": served, "held_ms": held})
+        return web.json_response({"served_delays_ms": delays.served, "held_ms": delays.held})
 
     async def freezer(app):
         async def loop():
@@ -105,7 +104,7 @@ async def start_grpc(delays: Delays):
         return reply_bytes
 
     handler = grpc.method_handlers_generic_handler(tfs_grpc.PREDICTION_SERVICE, {
-        "Predict": grpc.unary_unary_rpc_method_handler(predict)})
+        tfs_grpc.PREDICT_METHOD: grpc.unary_unary_rpc_method_handler(predict)})
     server = grpc.aio.server(options=list(tfs_grpc.RECEIVE_ANY_SIZE))
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
