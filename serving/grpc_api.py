@@ -215,9 +215,13 @@ class GrpcApi:
         return response
 
 
-async def start(api_: GrpcApi, host: str, port: int, *, max_threads: int | None = None) -> tuple[grpc.aio.Server, int]:
-    """Starts the gRPC server on host:port (0: any free port); returns it and the bound port."""
-    server = grpc.aio.server(options=list(api.RECEIVE_ANY_SIZE), maximum_concurrent_rpcs=max_threads)
+async def start(api_: GrpcApi, host: str, port: int, *, max_threads: int | None = None,
+                max_message_bytes: int = api.INT32_MAX) -> tuple[grpc.aio.Server, int]:
+    """Starts the gRPC server on host:port (0: any free port); returns it and the bound port.
+    A request over ``max_message_bytes`` (TF Serving's: INT32_MAX) is refused by gRPC itself:
+    RESOURCE_EXHAUSTED "Received message larger than max (N vs. M)"."""
+    options = [(api.MAX_RECEIVE, min(max_message_bytes, api.INT32_MAX))]
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=max_threads)
     server.add_generic_rpc_handlers(api_.handlers())
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:

@@ -22,12 +22,13 @@ from serving.config import ServingConfig
 from serving.conftest import start_server
 
 IMAGE = np.full((1, 224, 224, 3), 0.5, dtype=np.float32)
+MAX_MESSAGE = 4 * 2**20  # the local server's --max_body_bytes, for REST bodies and gRPC messages alike
 
 
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
     config = ServingConfig(model_name="tiny", intra_op=1, inter_op=1, version_labels=(("stable", 1),))
-    srv = start_server(config, tiny_model, tmp_path_factory.mktemp("srv"), local=True)
+    srv = start_server(config, tiny_model, tmp_path_factory.mktemp("srv"), local=True, max_body_bytes=MAX_MESSAGE)
     yield srv
     assert srv.stop() == 0  # graceful exit
 
@@ -128,6 +129,19 @@ def test_bad_requests_get_tf_servings_codes_and_messages(channel):
            output_filter=["probabilities", "probabilities"])
     expect(grpc.StatusCode.INVALID_ARGUMENT, "output tensor alias not found in signature: nope Outputs expected to "
            "be in the set {probabilities}.", predict, channel, image, output_filter=["nope"])
+
+
+def test_a_message_over_the_limit_is_refused_by_grpc_and_the_server_goes_on(channel):
+    big = np.zeros((7, 224, 224, 3), np.float32)  # 4.2 MB of tensor_content: over the 4 MiB limit
+    request_size = len(pb.PredictRequest(model_spec=pb.ModelSpec(name="tiny"),
+                                         inputs={"image_input": tensor_proto.from_numpy(big)}).SerializeToString())
+    assert request_size > MAX_MESSAGE
+    expect(grpc.StatusCode.RESOURCE_EXHAUSTED,
+           f"SERVER: Received message larger than max ({request_size} vs. {MAX_MESSAGE})", predict, channel,
+           {"image_input": tensor_proto.from_numpy(big)})
+    reply = predict(channel, {"image_input": tensor_proto.from_numpy(IMAGE)})  # the next request is served
+    (out,) = reply.outputs.values()
+    assert tensor_proto.to_numpy(out).shape == (1, 1000)
 
 
 def test_metadata_and_status_decode_with_tensorflow_serving_api(channel):

@@ -109,7 +109,8 @@ async def serve(
     if grpc_port is not None:
         try:
             grpc_server, grpc_port = await grpc_api.start(grpc_api.GrpcApi(inference), host, grpc_port,
-                                                          max_threads=grpc_max_threads)
+                                                          max_threads=grpc_max_threads,
+                                                          max_message_bytes=max_body_bytes)
         except (OSError, RuntimeError) as err:
             await inference.close()
             raise ServeError(f"cannot listen for gRPC on {host}:{grpc_port}: {err}") from None
@@ -156,7 +157,7 @@ async def serve(
 @click.option("--tensorflow_intra_op_parallelism", "intra_op", default=None, type=int)
 @click.option("--tensorflow_inter_op_parallelism", "inter_op", default=None, type=int)
 @click.option("--max_body_bytes", default=DEFAULT_MAX_BODY_BYTES, show_default=True, type=int,
-              help="Larger request bodies get 413.")
+              help="Larger REST bodies get 413, larger gRPC messages RESOURCE_EXHAUSTED (TF Serving: 2 GiB).")
 @click.option("--port_file", default=None, help="Write the bound port here once the model is AVAILABLE.")
 def main(model_base_path, config_path, model_name, port, grpc_port, grpc_max_threads, host, intra_op, inter_op,
          max_body_bytes, port_file) -> None:

@@ -18,7 +18,8 @@ INT32_MAX = 2**31 - 1
 # gRPC's receive limit is 4 MiB by default (sending is unlimited). TF Serving's server
 # builder raises it to INT32_MAX (SetMaxMessageSize), and a client must do the same to read
 # replies over 4 MiB: both ends use these channel options.
-RECEIVE_ANY_SIZE = (("grpc.max_receive_message_length", INT32_MAX),)
+MAX_RECEIVE = "grpc.max_receive_message_length"
+RECEIVE_ANY_SIZE = ((MAX_RECEIVE, INT32_MAX),)
 MAX_ERROR_MESSAGE_CHARS = 1024  # TF Serving cuts a status message to this many characters
 
 SIGNATURE_DEF_FIELD = "signature_def"  # GetModelMetadata's only metadata_field
