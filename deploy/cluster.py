@@ -209,7 +209,7 @@ class ClusterBackend:
             if obj["kind"] != "Namespace":  # the namespace outlives a configuration
                 self._applied.append(key)
         self._wait_rollout(deployment, ns)
-        base = self._endpoint(service, ns)
+        base, grpc_base = self._endpoint(service, ns)
         model = config.serving.model_name
         self._wait_model(status_url(base, model))
         container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -225,7 +225,8 @@ class ClusterBackend:
             "replicas": deployment["spec"].get("replicas", 1),
             "endpoint": "url" if self.endpoint.startswith("http") else self.endpoint,
         }
-        return Target(base_urls=(base,), model_name=model, identity=identity)
+        return Target(base_urls=(base,), model_name=model, identity=identity,
+                      grpc_bases=(grpc_base,) if grpc_base else ())
 
     def problems(self, config: Config | None = None) -> list[str]:
         """What went wrong without stopping the measurement: a port-forward that died
@@ -294,10 +295,12 @@ class ClusterBackend:
                 )
             self._sleep(self.timeouts.poll_s)
 
-    def _endpoint(self, service: dict[str, Any], ns: str) -> str:
+    def _endpoint(self, service: dict[str, Any], ns: str) -> tuple[str, str | None]:
+        """The Service's REST base URL and gRPC base (``grpc://HOST:PORT``, None for a
+        given http:// endpoint, which names REST only)."""
         name = service["metadata"]["name"]
         if self.endpoint.startswith(("http://", "https://")):
-            return self.endpoint.rstrip("/")
+            return self.endpoint.rstrip("/"), None
         if self.endpoint == "port-forward":
             return self._port_forward(name, ns)
         expired = self._deadline(self.timeouts.load_balancer_s)
@@ -311,27 +314,32 @@ class ClusterBackend:
             ingress = svc.get("status", {}).get("loadBalancer", {}).get("ingress") or []
             if ingress:
                 host = ingress[0].get("ip") or ingress[0].get("hostname")
-                port = next(p["port"] for p in svc["spec"]["ports"] if p.get("name") == "rest")
-                return f"http://{host}:{port}"
+                ports = {p.get("name"): p["port"] for p in svc["spec"]["ports"]}
+                grpc_base = f"grpc://{host}:{ports['grpc']}" if "grpc" in ports else None
+                return f"http://{host}:{ports['rest']}", grpc_base
             if expired():
                 raise DeployError(
                     f"Service {ns}/{name} got no load-balancer address in {self.timeouts.load_balancer_s:.0f} s"
                 )
             self._sleep(self.timeouts.poll_s)
 
-    def _port_forward(self, name: str, ns: str) -> str:
-        cmd = [self.kubectl, "port-forward", "--namespace", ns, "--address", "127.0.0.1", f"service/{name}", ":8501"]
+    def _port_forward(self, name: str, ns: str) -> tuple[str, str]:
+        cmd = [self.kubectl, "port-forward", "--namespace", ns, "--address", "127.0.0.1", f"service/{name}",
+               f":{render.REST_PORT}", f":{render.GRPC_PORT}"]
         try:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         except OSError as e:
             raise DeployError(f"cannot run {self.kubectl} port-forward: {e}") from None
         self._forward = proc
-        line = proc.stdout.readline() if proc.stdout else ""
-        m = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", line)
-        if not m:
-            self._stop_forward()
-            raise DeployError(f"kubectl port-forward did not start: {line.strip() or 'no output'}")
-        return f"http://127.0.0.1:{m.group(1)}"
+        local: dict[int, str] = {}  # remote port -> local port, one line each
+        while len(local) < 2:
+            line = proc.stdout.readline() if proc.stdout else ""
+            m = re.search(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)", line)
+            if not m:
+                self._stop_forward()
+                raise DeployError(f"kubectl port-forward did not start: {line.strip() or 'no output'}")
+            local[int(m.group(2))] = m.group(1)
+        return f"http://127.0.0.1:{local[render.REST_PORT]}", f"grpc://127.0.0.1:{local[render.GRPC_PORT]}"
 
     def _stop_forward(self) -> None:
         if self._forward is not None:

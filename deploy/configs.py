@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from formats.results import DEFAULT_PROTOCOL
 from formats.slo import Slo
 from serving.config import ServingConfig
 
@@ -66,6 +67,7 @@ class Config:
     profile: Mapping[str, Any]
     backend: str = "local"
     image: str | None = None  # the server image reference (cluster backend)
+    protocol: str = DEFAULT_PROTOCOL  # the API the load speaks (formats.results.PROTOCOLS)
 
     def to_record(self) -> dict[str, Any]:
         """The "config" record of run.json (docs/results-format.md)."""
@@ -78,6 +80,7 @@ class Config:
             "resources": {"cpu": self.cpu, "memory_gb": self.memory_gb},
             "image": self.image,
             "backend": self.backend,
+            "protocol": self.protocol,
         }
 
 

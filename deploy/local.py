@@ -107,7 +107,8 @@ class LocalBackend:
         identity["cpus"] = [list(s) for s in sets]  # one CPU set per replica
         model = config.serving.model_name
         bases = tuple(p.url for p in procs)
-        return Target(base_urls=bases, model_name=model, identity=identity)
+        grpc_bases = tuple(p.grpc_url for p in procs) if all(p.grpc_url for p in procs) else ()
+        return Target(base_urls=bases, model_name=model, identity=identity, grpc_bases=grpc_bases)
 
     def _of(self, config: Config | None) -> list[Any]:
         if config is not None:

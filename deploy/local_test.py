@@ -43,6 +43,7 @@ class FakeServer:
     def __init__(self, log, cpus, port, fail=False):
         self.log, self.cpus, self.fail = log, cpus, fail
         self.url = f"http://127.0.0.1:{port}"
+        self.grpc_url = f"grpc://127.0.0.1:{9000 + cpus[0]}"  # one gRPC port per replica
         self.identity = {"kind": "local", "version": "fake", "argv": [], "image_digest": None}
 
     def wait_available(self, timeout_s):
@@ -70,6 +71,8 @@ def test_deploy_pins_each_replica_and_teardown_stops_all(tmp_path):
     target = backend.deploy(_two_by_one())
     assert log == [("launch", (0,)), ("nice", 10), ("launch", (1,)), ("nice", 10)]  # servers yield to the generator
     assert len(target.urls) == 2 and all(u.endswith("/v1/models/tiny:predict") for u in target.urls)
+    assert target.load_urls("rest") == target.urls
+    assert target.load_urls("grpc") == ("grpc://127.0.0.1:9000/tiny", "grpc://127.0.0.1:9001/tiny")
     assert target.identity["cpus"] == [[0], [1]] and target.identity["replicas"] == 2
     with pytest.raises(DeployError, match="teardown"):
         backend.deploy(_two_by_one())

@@ -22,6 +22,7 @@ import yaml
 
 from deploy.configs import ClusterOptions, Config, NodeShape, Slo, SpecError, Sweep, config_id
 from formats import units
+from formats.results import DEFAULT_PROTOCOL, PROTOCOLS
 from formats.slo import SloError
 from serving.config import ServingConfig
 from serving.image import lock as image_lock
@@ -70,7 +71,7 @@ SHAPE_FIELDS = (
     "replica_memory_gb",
 )
 # Matrix keys that are not ServingConfig fields.
-SPECIAL_KEYS = ("shape", "replicas", "batching")
+SPECIAL_KEYS = ("shape", "replicas", "batching", "protocol")
 BATCHING_OFF = "off"
 # Short forms for readable Config names.
 NAME_ABBREV = {
@@ -360,6 +361,10 @@ class _Parser:
                 values = [BATCHING_OFF if v is False else v for v in values]
             elif key == "replicas":
                 values = [self.positive_int(v, f) for v in values]
+            elif key == "protocol":
+                for v in values:
+                    if v not in PROTOCOLS:
+                        raise self.fail(f, f"unknown protocol {v!r} (known: {', '.join(PROTOCOLS)})")
             out[key] = list(values)
         if "shape" not in out:
             if len(shapes) != 1:
@@ -416,6 +421,7 @@ class _Parser:
             where = ", ".join(f"{k}={v}" for k, v in point.items())
             raise self.fail("serving", f"invalid ServingConfig for ({where}): {e}") from None
         name = config_name(shape.name, replicas, point, matrix)
+        protocol = point.get("protocol", DEFAULT_PROTOCOL)
         content = {
             "backend": backend,
             "shape": {**shape.to_record(), "node_labels": dict(shape.node_labels)},
@@ -425,6 +431,8 @@ class _Parser:
             "image": image,
             "profile": profile,
         }
+        if protocol != DEFAULT_PROTOCOL:  # REST Configs keep the ids they had before protocols
+            content["protocol"] = protocol
         return Config(
             id=config_id(content),
             name=name,
@@ -436,6 +444,7 @@ class _Parser:
             profile=dict(profile),
             backend=backend,
             image=image,
+            protocol=protocol,
         )
 
 
@@ -469,6 +478,9 @@ def config_name(shape: str, replicas: int, point: Mapping[str, Any], matrix: Map
         if key == "batching":
             if value != BATCHING_OFF:
                 parts.append(str(value))
+            continue
+        if key == "protocol":
+            parts.append(str(value))
             continue
         label = NAME_ABBREV.get(key, key.replace("_", "-"))
         if isinstance(value, bool):

@@ -202,3 +202,22 @@ def test_replicas_in_matrix_and_names():
     doc = _local_doc()
     doc["matrix"] = {"shape": ["cpu1"], "replicas": [1, 2]}
     assert [c.name for c in _parse(doc).configs] == ["cpu1x1", "cpu1x2"]
+
+
+def test_protocol_axis_names_configs_and_keeps_rest_ids():
+    doc = yaml.safe_load((SWEEPS / "local-protocols.yaml").read_text())
+    sweep = _parse(doc)
+    rest, grpc = sweep.configs
+    assert (rest.name, rest.protocol, grpc.name, grpc.protocol) == ("cpu2x1-rest", "rest", "cpu2x1-grpc", "grpc")
+    assert rest.id != grpc.id and rest.serving == grpc.serving  # the same server, another API
+    assert grpc.to_record()["protocol"] == "grpc"
+    # a REST Config's id does not change when the spec starts naming the protocol
+    del doc["matrix"]
+    assert _parse(doc).configs[0].id == rest.id and _parse(doc).configs[0].protocol == "rest"
+
+
+def test_unknown_protocol_is_refused():
+    doc = _local_doc()
+    doc["matrix"]["protocol"] = ["rest", "thrift"]
+    with pytest.raises(spec.SpecError, match=r"matrix.protocol: unknown protocol 'thrift' \(known: rest, grpc\)"):
+        _parse(doc)

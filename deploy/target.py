@@ -19,21 +19,38 @@ class Target:
 
     ``base_urls`` are the endpoints the load generator should spread requests over (one
     per replica locally, the Service on a cluster); ``urls``, their REST predict URLs
-    for ``model_name``, go into run.json's "targets". ``identity`` is the run.json
-    "server" record (kind, version, argv, image_digest, ...).
+    for ``model_name``, go into run.json's "targets". ``grpc_bases`` are the same
+    endpoints' gRPC addresses (``grpc://HOST:PORT``, one per base URL; empty when the
+    backend reaches no gRPC port). ``identity`` is the run.json "server" record (kind,
+    version, argv, image_digest, ...).
     """
 
     base_urls: tuple[str, ...]
     model_name: str
     identity: Mapping[str, Any]
+    grpc_bases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.base_urls:
             raise ValueError("a Target needs at least one URL")
+        if self.grpc_bases and len(self.grpc_bases) != len(self.base_urls):
+            raise ValueError("a Target's gRPC addresses pair with its REST URLs, one each")
 
     @property
     def urls(self) -> tuple[str, ...]:
         return tuple(predict_url(b, self.model_name) for b in self.base_urls)
+
+    def load_urls(self, protocol: str) -> tuple[str, ...]:
+        """The generator's targets for ``protocol``: REST predict URLs, or
+        ``grpc://HOST:PORT/MODEL`` (loadgen.targets)."""
+        if protocol == "rest":
+            return self.urls
+        if protocol != "grpc":
+            raise DeployError(f"unknown protocol {protocol!r}")
+        if not self.grpc_bases:
+            raise DeployError("this deployment's endpoint gives no gRPC address (an http:// --endpoint "
+                              "names REST only): use port-forward or a LoadBalancer Service")
+        return tuple(grpc_predict_url(b, self.model_name) for b in self.grpc_bases)
 
 
 class Backend(Protocol):
@@ -58,6 +75,11 @@ class Backend(Protocol):
 
 def predict_url(base_url: str, model_name: str) -> str:
     return f"{base_url.rstrip('/')}/v1/models/{model_name}:predict"
+
+
+def grpc_predict_url(grpc_base: str, model_name: str) -> str:
+    """``grpc://HOST:PORT`` + the model: the generator's gRPC target (loadgen.targets parses it)."""
+    return f"{grpc_base.rstrip('/')}/{model_name}"
 
 
 def status_url(base_url: str, model_name: str) -> str:

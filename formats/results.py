@@ -20,6 +20,7 @@ WARMUP_SCHEMA = "servesweep.warmup/1"
 SWEEP_SCHEMA = "servesweep.sweep/1"
 TABLE_SCHEMA = "servesweep.table/1"  # report/table.csv
 COMPARE_SCHEMA = "servesweep.compare/1"  # report/compare.csv
+PROTOCOLS_SCHEMA = "servesweep.protocols/1"  # report/protocols.csv: REST vs gRPC per deployment
 PROBES_SCHEMA = "servesweep.probes/1"  # <config>/probes.csv: the capacity search's probes
 
 # File names inside a sweep directory and a run (config) directory.
@@ -41,6 +42,11 @@ PROBES_COLUMNS = ("config", "repeat", "probe", "rate", "seconds", "requests", "o
 
 # run.json's "method": how a Config's capacity was measured
 METHODS = ("search", "ramp")
+
+# The two APIs a TF Serving model answers on: a Config's "protocol" and run.json's
+# payload.protocol. REST is the default (and a Config that does not name one speaks it).
+PROTOCOLS = ("rest", "grpc")
+DEFAULT_PROTOCOL = "rest"
 
 # Every latency histogram, written or read: integer microseconds, 1 us - 60 s, 3 digits.
 LOWEST_US = 1

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 from urllib.parse import urlsplit
 
-PROTOCOLS = ("rest", "grpc")
+from formats.results import PROTOCOLS
+
+__all__ = ["GRPC_SCHEME", "PROTOCOLS", "GrpcTarget", "TargetError", "grpc_target", "protocol_of", "run_protocol"]
 REST_SCHEMES = ("http", "https")
 GRPC_SCHEME = "grpc"
 
