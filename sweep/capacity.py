@@ -15,6 +15,7 @@ directory per probe under probes/, and, at the end, run.json with the capacity
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import random
 import time
@@ -76,7 +77,19 @@ class Measured(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def protocol(self) -> str: ...  # the API its load speaks (formats.results.PROTOCOLS)
+
     def to_record(self) -> dict: ...
+
+
+Bodies = Callable[[str, str], payload_mod.Payload]  # (protocol, model) -> the payload so encoded
+
+
+def bodies(spec: str) -> Bodies:
+    """The sweep's one logical payload (``tensor``, ``b64``, ``file:PATH``), encoded once
+    per protocol and model; PayloadError for a bad spec."""
+    return functools.cache(lambda protocol, model: payload_mod.load(spec, protocol=protocol, model=model))
 
 
 @dataclasses.dataclass
@@ -89,6 +102,8 @@ class Subject:
     status: Status
     log: ProbeLog
     target: Target | None = None
+    urls: tuple[str, ...] = ()  # the generator's targets: the Target's, in the Config's protocol
+    body: payload_mod.Payload | None = None  # the payload in that protocol
     guess: float | None = None
     searches: dict[int, Generator[float, Outcome, Found]] = dataclasses.field(default_factory=dict)
     rates: dict[int, float] = dataclasses.field(default_factory=dict)  # repeat -> next rate
@@ -180,7 +195,7 @@ def fit_budget(configs: int, options: SearchOptions, budget_s: float) -> tuple[S
 
 
 def capacity_record(subject: Subject, capacity: Capacity, *, slo: Slo, options: SearchOptions,
-                    load: GeneratorOptions, body: payload_mod.Payload, complete: bool) -> dict:
+                    load: GeneratorOptions, complete: bool) -> dict:
     """The Config's run.json for the search method."""
     target = subject.target
     reasons = [f"repeat {r}: {f.error}" for r, f in sorted(subject.found.items()) if f.error]
@@ -192,7 +207,7 @@ def capacity_record(subject: Subject, capacity: Capacity, *, slo: Slo, options: 
         "schema": RUN_SCHEMA, "tool": dict(TOOL), "method": "search",
         "config": subject.config.to_record(),
         "server": dict(target.identity) if target else None,
-        "payload": body.record(), "targets": list(target.urls) if target else [],
+        "payload": subject.body.record() if subject.body else None, "targets": list(subject.urls),
         "options": load.to_mapping(), "slo": slo.to_dict(),
         "rules": options.record(), "guess_rps": subject.guess,
         "capacity": {"rps": capacity.rps, "lo": capacity.lo, "hi": capacity.hi, "repeats": capacity.repeats,
@@ -252,7 +267,7 @@ class Prober:
         self.on_probe(ProbeEvent(subject, repeat, n, rate))
         seed = self.options.seed * 1_000_003 + subject.index * 10_007 + repeat * 101 + n
         t0 = time.monotonic()
-        probe = run_probe(self.load, subject.target.urls, rate, self.rules, subject.dir / rel, seed=seed,
+        probe = run_probe(self.load, subject.urls, rate, self.rules, subject.dir / rel, seed=seed,
                           config_record=subject.config.to_record(), server_identity=dict(subject.target.identity))
         subject.seconds += probe.seconds
         add_totals(subject.totals, probe.record["totals"])
@@ -282,27 +297,30 @@ class Prober:
             return True
 
 
-def prepare(subject: Subject, backend: Backend, body: payload_mod.Payload, warmup: WarmupOptions,
+def prepare(subject: Subject, backend: Backend, body_for: Bodies, warmup: WarmupOptions,
             options: SearchOptions, timeout_s: float, phase: Callable[[str, str], None]) -> bool:
-    """Deploy, warm up and take the first guess; False (with ``subject.failed``) if that fails."""
+    """Deploy, warm up and take the first guess, in the Config's protocol; False (with
+    ``subject.failed``) if that fails."""
     t0 = time.monotonic()
     phase("deploying", "")
     try:
         subject.target = backend.deploy(subject.config)
+        subject.urls = subject.target.load_urls(subject.config.protocol)
+        subject.body = body = body_for(subject.config.protocol, subject.target.model_name)
     except Exception as err:
         subject.failed = f"deploy failed: {err}"
         return False
     subject.status.timed("deploy", t0)
     t0 = time.monotonic()
     phase("warming up", "")
-    _, subject.failed = warm_and_record(subject.target.urls, body, warmup, timeout_s=timeout_s,
+    _, subject.failed = warm_and_record(subject.urls, body, warmup, timeout_s=timeout_s,
                                         config_dir=subject.dir)
     subject.status.timed("warmup", t0)
     if subject.failed:
         return False
     if subject.guess is None:
         t0 = time.monotonic()
-        sat = saturate(subject.target.urls, body.body, body.content_type, seconds=options.saturation_s,
+        sat = saturate(subject.urls, body.body, body.content_type, seconds=options.saturation_s,
                        timeout_s=timeout_s)
         subject.status.timed("saturation", t0)
         if sat.rps <= 0:
@@ -315,7 +333,7 @@ def prepare(subject: Subject, backend: Backend, body: payload_mod.Payload, warmu
 
 
 def finish_subject(subject: Subject, backend: Backend, *, slo: Slo, options: SearchOptions,
-                   load: GeneratorOptions, body: payload_mod.Payload, complete: bool) -> Capacity:
+                   load: GeneratorOptions, complete: bool) -> Capacity:
     """Scrape, write run.json and status.json for a Config whose searches are over."""
     capacity = combine([subject.found[r] for r in sorted(subject.found)])
     if subject.target is not None and subject.before:
@@ -324,7 +342,7 @@ def finish_subject(subject: Subject, backend: Backend, *, slo: Slo, options: Sea
         subject.status.problems.extend(scrape.record(subject.dir / "server_metrics.csv", bases,
                                                      subject.before, after))
     subject.status.problems.extend(backend.problems(subject.config))
-    record = capacity_record(subject, capacity, slo=slo, options=options, load=load, body=body, complete=complete)
+    record = capacity_record(subject, capacity, slo=slo, options=options, load=load, complete=complete)
     write_json(subject.dir / RUN_FILE, record)
     subject.log.close()
     if not complete:
@@ -364,7 +382,7 @@ class SearchSweep:
     force: bool = False
 
 
-def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, body: payload_mod.Payload,
+def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, body_for: Bodies,
                on_event: Callable[[Event], None], *, skip: Callable[[Path], bool]) -> tuple[list[ConfigOutcome], bool]:
     """Every Config's capacity; returns the outcomes (in Config order) and whether Ctrl-C stopped it."""
     total, so = len(configs), how.search
@@ -392,7 +410,7 @@ def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, 
     rng = random.Random(so.seed)
 
     def ready(subject: Subject) -> bool:
-        ok = prepare(subject, backend, body, how.warmup, so, how.load.timeout_s,
+        ok = prepare(subject, backend, body_for, how.warmup, so, how.load.timeout_s,
                      lambda phase, detail: say(subject, phase, detail))
         if not ok:
             say(subject, "failed", subject.failed or "")
@@ -428,7 +446,7 @@ def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, 
     finally:
         for s in subjects:
             t0 = time.monotonic()
-            capacity = finish_subject(s, backend, slo=how.slo, options=so, load=how.load, body=body,
+            capacity = finish_subject(s, backend, slo=how.slo, options=so, load=how.load,
                                       complete=not prober.interrupted)
             _teardown(backend, s)
             s.status.timed("teardown", t0)

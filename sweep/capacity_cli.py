@@ -15,11 +15,10 @@ from formats.results import RUN_FILE, SWEEP_FILE, SWEEP_SCHEMA, TOOL
 from formats.slo import Slo, SloError
 from formats.units import UnitError, parse_duration_ms, parse_fraction
 from loadgen import flags
-from loadgen import payload as payload_mod
 from loadgen.options import OptionsError
 from loadgen.payload import PayloadError
 from sweep import display, provenance
-from sweep.capacity import SearchOptions, SearchSweep, run_search
+from sweep.capacity import SearchOptions, SearchSweep, bodies, run_search
 from sweep.endpoints import Endpoint, ExternalBackend
 from sweep.loop import SweepError
 from sweep.search_flags import method_text, pop_search_flags, search_flags
@@ -51,7 +50,8 @@ def main(targets, slo_p99, slo_errors, require_rps, name, out_dir, **kwargs) -> 
         load = flags.resolve(flags.pop_generator_flags(kwargs))
         slo = Slo(p99_ms=parse_duration_ms(slo_p99, positive=True), error_rate=parse_fraction(slo_errors))
         endpoint = Endpoint(tuple(targets), name)
-        body = payload_mod.load(load.payload)
+        body_for = bodies(load.payload)
+        body_for(endpoint.protocol, endpoint.target().model_name)  # a bad payload fails here
     except (SweepError, OptionsError, PayloadError, UnitError, SloError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     out = user_path(out_dir)
@@ -63,7 +63,7 @@ def main(targets, slo_p99, slo_errors, require_rps, name, out_dir, **kwargs) -> 
     echo.line(f"capacity of {endpoint.name} ({len(endpoint.urls)} target(s)) within {slo.text()} -> {out}")
     echo.line(method_text("search", search, 1, ()))
     how = SearchSweep(out_dir=out, slo=slo, load=load, warmup=WarmupOptions(), search=search, force=True)
-    outcomes, interrupted = run_search([endpoint], ExternalBackend(), how, body, echo.event, skip=is_complete)
+    outcomes, interrupted = run_search([endpoint], ExternalBackend(), how, body_for, echo.event, skip=is_complete)
     record = json.loads((out / endpoint.id / RUN_FILE).read_text())
     cap = record["capacity"]
     if cap["rps"] is None:

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from deploy.target import Target
+from formats.results import DEFAULT_PROTOCOL
 from sweep.loop import SweepError
 
 _PREDICT = re.compile(r"^(?P<base>https?://[^/]+)/v1/models/(?P<model>[^/:]+)(?P<rest>(/versions/\d+|/labels/[^/:]+)?):predict$")
@@ -37,6 +38,10 @@ class Endpoint:
     @property
     def id(self) -> str:
         return "e-" + hashlib.sha256("\n".join(self.urls).encode()).hexdigest()[:10]
+
+    @property
+    def protocol(self) -> str:
+        return DEFAULT_PROTOCOL  # predict URLs: REST
 
     @property
     def name(self) -> str:

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from deploy.spec import Config, Sweep
-from deploy.target import Backend, Target
+from deploy.target import Backend, DeployError, Target
 from formats.results import METHODS, SWEEP_FILE, SWEEP_SCHEMA, TOOL
-from loadgen import payload as payload_mod
 from loadgen.options import GeneratorOptions
 from loadgen.run import RunOptions, run
 from loadgen.schedule import Profile
 from sweep import provenance, scrape
-from sweep.capacity import SearchOptions, SearchSweep, run_search
+from sweep.capacity import Bodies, SearchOptions, SearchSweep, bodies, run_search
 from sweep.events import ConfigOutcome, Event, SweepOutcome
 from sweep.status import Status, fresh_dir, is_complete, write_json
 from sweep.warmup import WarmupOptions, warm_and_record
@@ -113,11 +112,22 @@ class _Eta:
         return max(0.0, total)
 
 
+def reach_every_replica(load: GeneratorOptions, configs: tuple[Config, ...]) -> GeneratorOptions:
+    """``load`` with at least one gRPC channel per replica behind one address: a Service
+    balances per connection, so fewer channels than replicas would leave replicas idle.
+    (Local replicas are each their own target and get ``connections`` channels each.)"""
+    needed = max((c.replicas for c in configs if c.protocol == "grpc" and c.backend != "local"), default=0)
+    return dataclasses.replace(load, connections=needed) if needed > load.connections else load
+
+
 def run_sweep(sweep: Sweep, backend: Backend, options: SweepOptions,
               on_event: Callable[[Event], None] = lambda e: None) -> SweepOutcome:
     """Measure every Config of ``sweep`` with ``backend``; results under ``options.out_dir``."""
     started = time.monotonic()
-    body = payload_mod.load(options.load.payload)  # bad payloads fail before anything is deployed
+    body_for = bodies(options.load.payload)
+    for config in sweep.configs:  # bad payloads fail before anything is deployed
+        body_for(config.protocol, config.serving.model_name)
+    options = dataclasses.replace(options, load=reach_every_replica(options.load, sweep.configs))
     out = options.out_dir
     out.mkdir(parents=True, exist_ok=True)
     existing = out / SWEEP_FILE
@@ -132,7 +142,7 @@ def run_sweep(sweep: Sweep, backend: Backend, options: SweepOptions,
     if options.method == "search":
         how = SearchSweep(out_dir=out, slo=sweep.slo, load=options.load, warmup=options.warmup,
                           search=options.search, force=options.force)
-        outcomes, interrupted = run_search(sweep.configs, backend, how, body, on_event, skip=is_complete)
+        outcomes, interrupted = run_search(sweep.configs, backend, how, body_for, on_event, skip=is_complete)
         return SweepOutcome(out, tuple(outcomes), interrupted, time.monotonic() - started)
 
     eta = _Eta(sweep.configs, options.warmup)
@@ -148,7 +158,7 @@ def run_sweep(sweep: Sweep, backend: Backend, options: SweepOptions,
             continue
         t0 = time.monotonic()
         try:
-            outcome = _measure(config, backend, body, options, config_dir, sweep.slo.p99_ms,
+            outcome = _measure(config, backend, body_for, options, config_dir, sweep.slo.p99_ms,
                                lambda phase, detail="", progress=None, left=None, i=index, c=config: on_event(
                                    Event(i, total, c.name, phase, detail, progress, eta.eta(c.id, left))))
         except KeyboardInterrupt:
@@ -164,7 +174,7 @@ def run_sweep(sweep: Sweep, backend: Backend, options: SweepOptions,
     return SweepOutcome(out, tuple(outcomes), interrupted, time.monotonic() - started)
 
 
-def _measure(config: Config, backend: Backend, body: payload_mod.Payload, options: SweepOptions,
+def _measure(config: Config, backend: Backend, body_for: Bodies, options: SweepOptions,
              config_dir: Path, slo_ms: float, phase: Callable[..., None]) -> ConfigOutcome:
     fresh_dir(config_dir)
     status = Status(config_dir, config.id, config.name)
@@ -186,7 +196,7 @@ def _measure(config: Config, backend: Backend, body: payload_mod.Payload, option
         return finish("failed", f"deploy failed: {err}")
     timed("deploy", t0)
     try:
-        return _warm_and_load(config, backend, body, options, config_dir, slo_ms, target, status, phase,
+        return _warm_and_load(config, backend, body_for, options, config_dir, slo_ms, target, status, phase,
                               timed, finish)
     finally:
         t0 = time.monotonic()
@@ -195,14 +205,18 @@ def _measure(config: Config, backend: Backend, body: payload_mod.Payload, option
         timed("teardown", t0)
 
 
-def _warm_and_load(config: Config, backend: Backend, body: payload_mod.Payload, options: SweepOptions,
+def _warm_and_load(config: Config, backend: Backend, body_for: Bodies, options: SweepOptions,
                    config_dir: Path, slo_ms: float, target: Target, status: Status,
                    phase: Callable[..., None], timed: Callable[[str, float], None],
                    finish: Callable[..., ConfigOutcome]) -> ConfigOutcome:
     t0 = time.monotonic()
     phase("warming up")
-    _, failed = warm_and_record(target.urls, body, options.warmup, timeout_s=options.load.timeout_s,
-                                config_dir=config_dir)
+    try:
+        urls = target.load_urls(config.protocol)
+    except DeployError as err:
+        return finish("failed", str(err))
+    _, failed = warm_and_record(urls, body_for(config.protocol, target.model_name), options.warmup,
+                                timeout_s=options.load.timeout_s, config_dir=config_dir)
     timed("warmup", t0)
     if failed:
         return finish("failed", failed)
@@ -212,7 +226,7 @@ def _warm_and_load(config: Config, backend: Backend, body: payload_mod.Payload, 
     t0 = time.monotonic()
     profile = profile_from(config.profile)
     phase("loading", f"{profile.kind} {profile.duration_s:.0f} s")
-    run_options = RunOptions.of(options.load, targets=tuple(target.urls), profile=profile,
+    run_options = RunOptions.of(options.load, targets=urls, profile=profile,
                                 slo_latency_ms=slo_ms)
     result = run(run_options, str(config_dir), config_record=config.to_record(),
                  server_identity=dict(target.identity),

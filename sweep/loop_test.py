@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -220,3 +221,19 @@ def test_an_error_inside_a_search_fails_that_config_and_not_the_sweep(server, tm
     assert json.loads((tmp_path / "s-test" / "a" / "run.json").read_text())["capacity"]["rps"] is None
     assert any(e.phase == "probing" and "ERROR" in e.detail for e in events)
     assert not is_complete(tmp_path / "s-test" / "a")  # not done: the next run measures it again
+
+
+def test_a_grpc_config_without_a_grpc_address_fails_with_the_reason(server, tmp_path):
+    sweep = dataclasses.replace(_sweep("g"), configs=(dataclasses.replace(_config("g"), protocol="grpc"),))
+    outcome = sweep_mod.run_sweep(sweep, FakeBackend(server), _options(tmp_path))
+    (o,) = outcome.outcomes
+    assert o.status == "failed" and "gives no gRPC address" in o.error
+
+
+def test_grpc_behind_one_address_gets_a_channel_per_replica():
+    one = dataclasses.replace(_config("x"), protocol="grpc", replicas=8, backend="cluster")
+    assert sweep_mod.reach_every_replica(GeneratorOptions(connections=4), (one,)).connections == 8
+    local = dataclasses.replace(one, backend="local")  # each local replica is its own target
+    assert sweep_mod.reach_every_replica(GeneratorOptions(connections=4), (local,)).connections == 4
+    rest = dataclasses.replace(one, protocol="rest")
+    assert sweep_mod.reach_every_replica(GeneratorOptions(connections=4), (rest,)).connections == 4

@@ -3,7 +3,8 @@
 ``concurrency`` requests per target are kept outstanding for ``seconds`` (after a
 ``settle_s`` lead that is not counted); the completion rate is the raw throughput a
 Config reaches when it is never idle, which bounds its SLO capacity from above and is
-a good place to start bracketing. Not a measurement of record: it is reported as the
+a good place to start bracketing. It speaks the targets' protocol through the
+generator's own transports. Not a measurement of record: it is reported as the
 guess and nothing else is derived from it.
 """
 
@@ -13,7 +14,7 @@ import asyncio
 import dataclasses
 import time
 
-import aiohttp
+from loadgen import transports
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,27 +27,27 @@ class Saturation:
 
 async def _saturate(urls: tuple[str, ...], body: bytes, content_type: str, *, concurrency: int,
                     seconds: float, settle_s: float, timeout_s: float) -> Saturation:
+    transport = transports.make(transports.choose("auto", urls), urls=urls, body=body, content_type=content_type,
+                                max_in_flight=concurrency * len(urls), timeout_s=timeout_s, channels=concurrency)
+    await transport.open()
     start = time.monotonic()
     count_from, end = start + settle_s, start + settle_s + seconds
     ok = errors = 0
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector,
-                                     headers={"Content-Type": content_type}) as session:
-        async def user(url: str) -> None:
-            nonlocal ok, errors
-            while time.monotonic() < end:
-                try:
-                    async with session.post(url, data=body) as response:
-                        await response.read()
-                        good = response.status // 100 == 2
-                except (TimeoutError, aiohttp.ClientError):
-                    good = False
-                done = time.monotonic()
-                if count_from <= done <= end:
-                    ok, errors = (ok + 1, errors) if good else (ok, errors + 1)
 
-        await asyncio.gather(*(user(u) for u in urls for _ in range(concurrency)))
+    async def user(target: int) -> None:
+        nonlocal ok, errors
+        while time.monotonic() < end:
+            outcome = await transport.send(target)
+            done = time.monotonic()
+            if count_from <= done <= end:
+                ok, errors = (ok + 1, errors) if outcome is None else (ok, errors + 1)
+            if outcome is not None and not outcome.startswith(("http_", "grpc_")):
+                await asyncio.sleep(0.05)  # no answer at all: do not spin on a refused connection
+
+    try:
+        await asyncio.gather(*(user(t) for t in range(len(urls)) for _ in range(concurrency)))
+    finally:
+        await transport.close()
     return Saturation(ok / seconds, ok, errors, seconds)
 
 

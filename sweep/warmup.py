@@ -1,6 +1,7 @@
 """Warm-up before measuring: requests until latency settles, bounded, reported apart.
 
-Closed-loop on purpose: one request at a time to every target in turn, so a cold
+Closed-loop on purpose: one request at a time to every target in turn, in the targets'
+protocol (REST or gRPC, through the generator's own transports), so a cold
 server (graph tracing, allocator growth, oneDNN primitive caches) is warmed without
 being queued. Latency "settles" when the median of the last ``window`` requests is
 within ``tolerance`` of the median of the ``window`` before them.
@@ -14,9 +15,8 @@ import statistics
 import time
 from pathlib import Path
 
-import aiohttp
-
 from formats.results import WARMUP_SCHEMA
+from loadgen import transports
 from loadgen.payload import Payload
 from sweep.status import write_json
 
@@ -71,25 +71,25 @@ async def _warm(urls: tuple[str, ...], body: bytes, content_type: str, options: 
     errors: list[str] = []
     requests = 0
     started = time.monotonic()
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
-    async with aiohttp.ClientSession(timeout=timeout, headers={"Content-Type": content_type}) as session:
+    transport = transports.make(transports.choose("auto", urls), urls=urls, body=body, content_type=content_type,
+                                max_in_flight=1, timeout_s=timeout_s)
+    await transport.open()
+    try:
         while requests < options.max_requests and time.monotonic() - started < options.max_seconds:
-            url = urls[requests % len(urls)]
+            target = requests % len(urls)
             requests += 1
             t0 = time.perf_counter()
-            try:
-                async with session.post(url, data=body) as response:
-                    await response.read()
-                    if response.status // 100 != 2:
-                        errors.append(f"HTTP {response.status}")
-                        continue
-            except (TimeoutError, aiohttp.ClientError) as err:
-                errors.append(type(err).__name__)
-                await asyncio.sleep(0.2)
+            outcome = await transport.send(target)
+            if outcome is not None:  # an error class (docs/results-format.md)
+                errors.append(outcome)
+                if not outcome.startswith("http_"):  # no answer at all: give the server a moment
+                    await asyncio.sleep(0.2)
                 continue
             latencies.append((time.perf_counter() - t0) * 1000.0)
             if len(latencies) >= options.min_requests and settled(latencies, options.window, options.tolerance):
                 break
+    finally:
+        await transport.close()
     done = settled(latencies, options.window, options.tolerance)
     return WarmupResult(requests, len(latencies), time.monotonic() - started, done, tuple(latencies),
                         tuple(errors), options.window)
