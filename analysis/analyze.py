@@ -7,14 +7,14 @@ the interval a ramp does not have. `slo_rps` is the figure costs and the recomme
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from hdrh.histogram import HdrHistogram
 
-from analysis import hdr, pareto, ties
+from analysis import hdr, pareto, protocols, ties
 from analysis.costs import Cost, PriceTable, load_prices
 from analysis.results import RAMP, SEARCH, Results, Run, load_results
 from analysis.search import SearchAnswer, search_answer
@@ -23,8 +23,8 @@ from formats.slo import Slo
 
 # The table's columns, in order (table.csv and the HTML table use these).
 COLUMNS = [
-    "config_id", "name", "machine_type", "vcpu", "memory_gb", "nodes", "replicas", "pricing",
-    "valid", "validity_reasons", "method", "slo_rps", "capacity_rps", "capacity_lo", "capacity_hi",
+    "config_id", "name", "machine_type", "vcpu", "memory_gb", "nodes", "replicas", "pricing", "protocol",
+    "payload_bytes", "valid", "validity_reasons", "method", "slo_rps", "capacity_rps", "capacity_lo", "capacity_hi",
     "tied_with_best", "probes", "slo_window", "p50_ms_at_slo", "p90_ms_at_slo", "p99_ms_at_slo",
     "p99_9_ms_at_slo", "p50_ms_run", "p90_ms_run", "p99_ms_run", "p99_9_ms_run", "max_ms_run", "error_rate",
     "error_classes", "cost_per_hour", "cost_per_day", "cost_per_month", "requests_per_usd", "usd_per_million",
@@ -67,6 +67,8 @@ class Analysis:
     pareto_ids: tuple[str, ...]
     recommendation: pareto.Recommendation
     unmeasured: tuple[str, ...] = ()  # configs in sweep.json with no run directory
+    # REST vs gRPC per deployment measured over both (analysis.protocols); empty if none
+    protocols: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=protocols.PROTOCOL_COLUMNS))
 
     @property
     def slo_text(self) -> str:
@@ -148,6 +150,7 @@ def _row(ra: RunAnalysis) -> dict[str, Any]:
         "config_id": run.id, "name": run.name,
         "machine_type": shape.get("machine_type"), "vcpu": shape.get("vcpu"), "memory_gb": shape.get("memory_gb"),
         "nodes": shape.get("nodes") or 1, "replicas": cfg.get("replicas") or 1, "pricing": shape.get("pricing"),
+        "protocol": protocols.protocol_of(run), "payload_bytes": (run.record.get("payload") or {}).get("bytes"),
         "valid": run.valid, "validity_reasons": "; ".join(run.reasons), "method": run.method,
         "tied_with_best": False, **fields,
         "error_rate": (totals.get("errors") or 0) / outcomes if outcomes else 0.0,
@@ -185,4 +188,5 @@ def analyze(results_dir: Path | str, *, pricing_csv: Path | str | None = None, s
     planned = [c.get("id") or c.get("name") for c in (results.sweep or {}).get("configs") or [] if isinstance(c, dict)]
     unmeasured = tuple(c for c in planned if c and c not in measured)
     return Analysis(results=results, prices=prices, slo=slo, target_rps=target_rps, runs=runs, table=table,
-                    pareto_ids=tuple(front), recommendation=rec, unmeasured=unmeasured)
+                    pareto_ids=tuple(front), recommendation=rec, unmeasured=unmeasured,
+                    protocols=protocols.protocol_table(results.runs, table))

@@ -273,6 +273,33 @@ def probes(a: Analysis) -> bytes:
     return _png(fig)
 
 
+def _value(v) -> float:
+    return float("nan") if v is None or pd.isna(v) else float(v)
+
+
+def protocols(a: Analysis) -> bytes:
+    """REST vs gRPC per deployment measured over both: capacity bars with their intervals
+    (left) and bytes per request (right)."""
+    df = a.protocols
+    fig, axes = _figure(3.6, ncols=2)
+    ax_cap, ax_bytes = axes[0]
+    x = list(range(len(df)))
+    for offset, p, label, colour in ((-0.2, "rest", "REST", "tab:orange"), (0.2, "grpc", "gRPC", "tab:blue")):
+        rps = [_value(v) for v in df[f"{p}_rps"]]
+        lo = [r - _value(v) if not pd.isna(v) else 0.0 for r, v in zip(rps, df[f"{p}_lo"], strict=True)]
+        hi = [_value(v) - r if not pd.isna(v) else 0.0 for r, v in zip(rps, df[f"{p}_hi"], strict=True)]
+        where = [i + offset for i in x]
+        ax_cap.bar(where, rps, width=0.4, color=colour, yerr=[lo, hi], capsize=4, label=label)
+        ax_bytes.bar(where, [_value(v) / 1000.0 for v in df[f"{p}_bytes"]], width=0.4, color=colour, label=label)
+    for ax in (ax_cap, ax_bytes):
+        ax.set_xticks(x, list(df["deployment"]))
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize="small")
+    ax_cap.set_ylabel(f"capacity within the SLO (req/s, {ties.CI_LABEL})")
+    ax_bytes.set_ylabel("bytes per request (kB)")
+    return _png(fig)
+
+
 def _probe_legend(fig, ax) -> None:
     from matplotlib.lines import Line2D
 
@@ -300,6 +327,8 @@ FIGURES: dict[str, FigureSpec] = {
                              lambda a: bool(_searches(a))),
     "comparison.png": FigureSpec(f"{method_label(RAMP).capitalize()}: throughput ({WINDOW_S} s rolling mean) and "
                                  "p50/p99 latency over time", comparison, lambda a: bool(_ramps(a))),
+    "protocols.png": FigureSpec(f"REST vs gRPC on the same deployment: capacity ({ties.CI_LABEL}) and bytes "
+                                "per request", protocols, lambda a: not a.protocols.empty),
     "spectrum.png": FigureSpec("Latency percentile spectrum per configuration (HdrHistogram)", spectrum),
     "cost_throughput.png": FigureSpec("Throughput within the SLO vs cost, with the Pareto front", cost_throughput),
 }

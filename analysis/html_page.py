@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import facts
+from analysis import facts, protocols
 from analysis.analyze import Analysis, method_label
 from analysis.results import RAMP, SEARCH
 from analysis.throughput import WINDOW_S
@@ -198,6 +198,17 @@ def _definitions(a: Analysis) -> str:
     return " ".join(out)
 
 
+def _protocols(a: Analysis) -> str:
+    """The REST-vs-gRPC section, when a deployment was measured over both."""
+    if a.protocols.empty:
+        return ""
+    head = "".join(f"<th>{escape(h)}</th>" for h in protocols.HEADINGS)
+    rows = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>"
+                   for row in protocols.display_rows(a.protocols))
+    return (f'<h2>REST vs gRPC</h2><div class="wide"><table id="protocols"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{rows}</tbody></table></div><p class="small">{escape(protocols.NOTE)}</p>')
+
+
 def render(a: Analysis, figures: dict[str, tuple[str, bytes]]) -> str:
     """The whole page as one string (no external resources)."""
     title = f"servesweep report — {a.results.sweep_id}"
@@ -223,7 +234,7 @@ def render(a: Analysis, figures: dict[str, tuple[str, bytes]]) -> str:
 {f'<p id="unmeasured"><b>Not measured</b> (in sweep.json, no results): {escape(", ".join(a.unmeasured))}</p>'
  if a.unmeasured else ''}
 <h2>Configurations</h2><p class="small">Click a heading to sort.</p>{_table(a)}
-<h2>Figures</h2>{figs}
+{_protocols(a)}<h2>Figures</h2>{figs}
 <h2>Run facts</h2>{_facts(a)}
 <script>{JS}</script></body></html>
 """

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import facts, figures, html_page
+from analysis import facts, figures, html_page, protocols
 from analysis.analyze import Analysis, analyze, method_label
-from formats.results import TABLE_SCHEMA
+from formats.results import PROTOCOLS_SCHEMA, TABLE_SCHEMA
 from formats.slo import Slo
 
 # (column, heading, format); "ci" is capacity_lo–capacity_hi
@@ -20,6 +20,9 @@ SUMMARY_COLUMNS = [("name", "config", None), ("method", "method", None), ("valid
                    ("p99_ms_at_slo", "p99 ms @SLO", "{:.0f}"), ("cost_per_hour", "USD/h", "{:.4f}"),
                    ("cost_per_day", "USD/24h", "{:.2f}"), ("usd_per_million", "USD/1M req", "{:.2f}"),
                    ("pareto", "Pareto", None)]
+
+
+PROTOCOLS_CSV = "protocols.csv"  # REST vs gRPC, when a deployment was measured over both
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +74,8 @@ def summary_markdown(a: Analysis) -> str:
         lines += [f"- {r.name} ({r.config_id}): {r.validity_reasons}" for r in invalid.itertuples(index=False)]
     if a.unmeasured:
         lines += ["", "Not measured (in sweep.json, no results): " + ", ".join(a.unmeasured)]
+    if not a.protocols.empty:
+        lines += ["", *protocols.protocol_markdown(a.protocols)]
     host = facts.host_rows((a.results.sweep or {}).get("host"))
     if host:
         lines += ["", "| host | |", "|---|---|"] + [f"| {k} | {_md_cell(v, None)} |" for k, v in host]
@@ -78,9 +83,9 @@ def summary_markdown(a: Analysis) -> str:
     return "\n".join(lines)
 
 
-def write_table(table: pd.DataFrame, path: Path) -> None:
+def write_table(table: pd.DataFrame, path: Path, schema: str = TABLE_SCHEMA) -> None:
     with path.open("w", encoding="utf-8", newline="") as f:
-        f.write(f"# {TABLE_SCHEMA}\n")
+        f.write(f"# {schema}\n")
         table.to_csv(f, index=False, lineterminator="\n")
 
 
@@ -107,5 +112,7 @@ def build_report(results_dir: Path | str, *, pricing_csv: Path | str | None = No
     summary.write_text(summary_markdown(a), encoding="utf-8")
     table = out / "table.csv"
     write_table(a.table, table)
+    if not a.protocols.empty:
+        write_table(a.protocols, out / PROTOCOLS_CSV, PROTOCOLS_SCHEMA)
     return Report(out_dir=out, index_html=index, summary_md=summary, table_csv=table, figures=tuple(paths),
                   analysis=a)
