@@ -21,7 +21,7 @@ from analysis.report import build_report
 from formats.results import METHODS
 from formats.units import UnitError, parse_duration
 from loadgen import flags
-from loadgen.options import OptionsError
+from loadgen.options import FIELDS, OptionsError
 from loadgen.payload import PayloadError
 from sweep import backends, display, models, specs
 from sweep import loop as sweep_mod
@@ -46,7 +46,15 @@ def _repo() -> Path | None:
     return Path(__file__).resolve().parent.parent
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+HELP = f"""Find the cheapest TF Serving deployment that meets the SLO: deploy, warm up, load and
+tear down every Config of a sweep spec, then write the report and print the recommendation.
+
+The load generator's options (--payload ... --priority) may also be set in the spec's
+`load:` section ({", ".join(f.key for f in FIELDS)}); a flag wins. Durations are
+250ms, 1.5s, 5m or 1h; a bare number is seconds."""
+
+
+@click.command(help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--sweep", "spec_path", default=None, help=f"Sweep spec YAML. Default: {DEFAULT_SPEC}.")
 @click.option("--backend", type=click.Choice(backends.KINDS), default=None,
               help="Where Configs run. Default: the spec's `backend`.")
@@ -79,13 +87,6 @@ def _repo() -> Path | None:
 @flags.generator_flags
 def main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, models, model_name, model_arch, force,
          rerun, list_only, pricing, target_rps, no_report, method, budget, **generator) -> None:
-    """Find the cheapest TF Serving deployment that meets the SLO: deploy, warm up, load and
-    tear down every Config of a sweep spec, then write the report and print the recommendation.
-
-    The load generator's options (--payload ... --priority) may also be set in the spec's
-    `load:` section (payload, max_in_flight, timeout, workers, max_send_lag, transport,
-    loop, send_timing, priority); a flag wins. Durations are
-    250ms, 1.5s, 5m or 1h; a bare number is seconds."""
     try:
         search = pop_search_flags(generator)
         _main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, models_dir=models,
