@@ -4,9 +4,10 @@ Two runs are the same deployment when their Configs agree on everything but the 
 (backend, shape, replicas, resources, ServingConfig, image). Per deployment the table gives
 each protocol's capacity (or SLO throughput) with its interval, their ratio with a ± from
 both intervals, and the verdict: ``tied`` when the intervals overlap (ties.overlaps). It
-gives each side's p50/p99 at a common rate (each side's highest valid probe at or below
-the lower of the two capacities, with that probe's rate: the searches probe different
-rates), the bytes per request on the wire, and the server's mean time per request from
+gives each side's p50/p99 at a common rate: the sweep's comparison probes (run.json
+``common_probe``, both at one rate below both capacities), or without them each side's
+highest valid probe at or below the lower capacity, with that probe's rate (the searches
+probe different rates). Then the bytes per request on the wire, and the server's mean time per request from
 TF Serving's ``request_latency`` (the deltas in server_metrics.csv). TF Serving exports no
 CPU time, so CPU per request is not given.
 """
@@ -67,6 +68,12 @@ def server_ms_per_request(run: Run) -> float | None:
     return float(total) / float(count) / 1000.0 if count > 0 else None  # request_latency is in microseconds
 
 
+def common_probe(run: Run) -> dict[str, Any] | None:
+    """run.json's comparison probe (sweep.common_rate), when it is valid."""
+    c = run.record.get("common_probe")
+    return c if isinstance(c, dict) and c.get("valid") and c.get("rate") else None
+
+
 def at_rate(run: Run, rate: float | None) -> dict[str, Any]:
     """p50/p99 of ``run``'s highest valid probe at or below ``rate`` (a search), and its rate."""
     probes = run.probes
@@ -119,8 +126,13 @@ def protocol_table(runs: Sequence[Run], table: pd.DataFrame) -> pd.DataFrame:
             verdict = "tied"
         else:
             verdict = "gRPC higher" if grpc_rps > rest_rps else "REST higher"
-        common = min(rest_rps, grpc_rps) if both else None
-        ra, ga = at_rate(rest, common), at_rate(grpc, common)
+        cr, cg = common_probe(rest), common_probe(grpc)
+        if cr and cg and math.isclose(cr["rate"], cg["rate"]):  # both measured at one rate: compare those
+            common = float(cr["rate"])
+            ra, ga = ({"rps": common, "p50": c["p50_ms"], "p99": c["p99_ms"]} for c in (cr, cg))
+        else:
+            common = min(rest_rps, grpc_rps) if both else None
+            ra, ga = at_rate(rest, common), at_rate(grpc, common)
         rows.append({
             "deployment": deployment_label(rest, grpc), "rest_config": rest.id, "grpc_config": grpc.id,
             "rest_rps": rest_rps, "rest_lo": _num(a["capacity_lo"]), "rest_hi": _num(a["capacity_hi"]),
@@ -142,9 +154,9 @@ def _cell(value, fmt: str) -> str:
 HEADINGS = ("deployment", "REST req/s (95% CI)", "gRPC req/s (95% CI)", "gRPC / REST", "verdict",
             "common rate", "REST p50 / p99 ms (at req/s)", "gRPC p50 / p99 ms (at req/s)",
             "bytes/request REST / gRPC", "server ms/request REST / gRPC")
-NOTE = ("p50/p99 at the common rate: each side's highest valid probe at or below the lower capacity (its rate "
-        "in brackets). Server ms/request: TF Serving's mean request_latency; it exports no CPU time, so CPU per "
-        "request is not given.")
+NOTE = ("p50/p99 at the common rate: the sweep's comparison probe of each side at that rate, else each side's "
+        "highest valid probe at or below the lower capacity (its rate in brackets). Server ms/request: TF "
+        "Serving's mean request_latency; it exports no CPU time, so CPU per request is not given.")
 
 
 def display_rows(df: pd.DataFrame) -> list[tuple[str, ...]]:

@@ -81,3 +81,15 @@ def test_report_shows_the_comparison(tmp_path):
     assert (tmp_path / "report" / PROTOCOLS_CSV).read_text().startswith(f"# {PROTOCOLS_SCHEMA}\n")
     assert 'id="protocols"' in report.index_html.read_text()
     assert any(p.name == "protocols.png" and p.stat().st_size > 1000 for p in report.figures)
+
+
+def test_the_sweeps_comparison_probes_give_the_common_rate(tmp_path):
+    _sweep(tmp_path, [(2, 20.0, 30.0)])
+    for cid, p50, p99 in (("c-rest0", 300.0, 800.0), ("c-grpc0", 150.0, 400.0)):
+        record = json.loads((tmp_path / cid / "run.json").read_text())
+        record["common_probe"] = {"rate": 16.0, "p50_ms": p50, "p90_ms": p99 / 2, "p99_ms": p99, "verdict": "PASS",
+                                  "valid": True, "dir": "probes/common-1"}
+        (tmp_path / cid / "run.json").write_text(json.dumps(record))
+    row = analyze(tmp_path).protocols.iloc[0]
+    assert (row["common_rps"], row["rest_probe_rps"], row["grpc_probe_rps"]) == (16.0, 16.0, 16.0)
+    assert (row["rest_p50_ms"], row["rest_p99_ms"], row["grpc_p50_ms"], row["grpc_p99_ms"]) == (300, 800, 150, 400)

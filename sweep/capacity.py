@@ -28,7 +28,7 @@ from formats.results import PROBES_DIR, RUN_FILE, RUN_SCHEMA, TOOL
 from formats.slo import Slo
 from loadgen import payload as payload_mod
 from loadgen.options import GeneratorOptions
-from sweep import scrape
+from sweep import common_rate, scrape
 from sweep.events import ConfigOutcome, Event
 from sweep.probe import ProbeRules
 from sweep.prober import ProbeLog, run_probe
@@ -113,6 +113,7 @@ class Subject:
     totals: dict = dataclasses.field(default_factory=dict)  # summed over the probes
     best_pass: dict | None = None
     failed: str | None = None
+    common_probe: dict | None = None  # REST vs gRPC at one rate (sweep.common_rate)
     before: list = dataclasses.field(default_factory=list)  # metrics scraped before probing
     started: str = dataclasses.field(default_factory=now_utc)
 
@@ -217,6 +218,7 @@ def capacity_record(subject: Subject, capacity: Capacity, *, slo: Slo, options: 
                       "converged": f.converged, "error": f.error} for r, f in sorted(subject.found.items())],
         "probes": sum(subject.probes.values()),
         "best_pass": subject.best_pass,
+        "common_probe": subject.common_probe,
         "started_at": subject.started, "ended_at": now_utc(), "duration_s": round(subject.seconds, 3),
         "complete": complete,
         "totals": subject.totals or {"scheduled": 0, "sent": 0, "ok": 0, "errors": 0, "error_classes": {}},
@@ -427,6 +429,9 @@ def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, 
                 for r in range(1, so.repeats + 1):
                     prober.start(s, r)
             interleave([(s, r) for s in up for r in range(1, so.repeats + 1)], prober, rng)
+            if not prober.interrupted:
+                common_rate.probe_pairs([s for s in up if not s.failed], _capacity_rps, how.load, prober.rules,
+                                        seed=so.seed, say=lambda s, text: say(s, "comparing", text))
         else:
             for r in range(1, so.repeats + 1):
                 for s in subjects if r % 2 else list(reversed(subjects)):
@@ -457,6 +462,10 @@ def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, 
                     f"{sum(s.probes.values())} probes" if capacity.rps is not None else (s.failed or state))
             say(s, state, text)
     return [outcomes[c.id] for c in configs if c.id in outcomes], prober.interrupted
+
+
+def _capacity_rps(subject: Subject) -> float | None:
+    return combine([subject.found[r] for r in sorted(subject.found)]).rps if subject.found else None
 
 
 def _teardown(backend: Backend, subject: Subject) -> None:

@@ -17,9 +17,8 @@ import json
 import pytest
 
 from formats.slo import Slo
-from loadgen import payload as payload_mod
 from loadgen.options import GeneratorOptions
-from sweep.capacity import SearchOptions, SearchSweep, run_search
+from sweep.capacity import SearchOptions, SearchSweep, bodies, run_search
 from sweep.endpoints import Endpoint, ExternalBackend
 from sweep.search import Capacity, tied
 from sweep.status import is_complete
@@ -47,7 +46,7 @@ def searched(tmp_path_factory):
         how = SearchSweep(out_dir=out, slo=SLO, load=load, warmup=WarmupOptions(),
                           search=SearchOptions(max_probe_s=15, min_probe_s=13, resolution=RESOLUTION, seed=3))
         events = []
-        outcomes, interrupted = run_search(endpoints, ExternalBackend(), how, payload_mod.load("b64"),
+        outcomes, interrupted = run_search(endpoints, ExternalBackend(), how, bodies("b64"),
                                            events.append, skip=is_complete)
     assert not interrupted and [o.status for o in outcomes] == ["done"] * 3
     records = {e.name: json.loads((out / e.id / "run.json").read_text()) for e in endpoints}

@@ -89,9 +89,6 @@ def build_app(args, delays: Delays) -> web.Application:
 
 async def start_grpc(delays: Delays):
     """Predict over gRPC on a free 127.0.0.1 port; returns (server, port)."""
-    import grpc
-
-    from serving import tfs_grpc
     from serving import tfs_messages_pb2 as pb
 
     reply = pb.PredictResponse()
@@ -102,6 +99,17 @@ async def start_grpc(delays: Delays):
         started = time.monotonic()
         await delays.hold(pb.PredictRequest.FromString(request).model_spec.name, started)
         return reply_bytes
+
+    return await start_predict_server(predict)
+
+
+async def start_predict_server(predict):
+    """A grpc.aio server on 127.0.0.1 (any port) whose Predict is ``predict(request bytes,
+    context) -> reply bytes`` (nothing decoded for it); returns (server, port). Hold the
+    server: gRPC stops one that is garbage-collected."""
+    import grpc
+
+    from serving import tfs_grpc
 
     handler = grpc.method_handlers_generic_handler(tfs_grpc.PREDICTION_SERVICE, {
         tfs_grpc.PREDICT_METHOD: grpc.unary_unary_rpc_method_handler(predict)})

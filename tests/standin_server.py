@@ -10,9 +10,11 @@ one. So a client's latencies follow from the arrival times alone (``tests/standi
 simulates them), and ``truth_capacity`` says what a capacity search must find.
 
 HTTP/1.1 keep-alive on a bare asyncio Protocol, not aiohttp, so the server's own cost
-per request stays tiny. Run as a script; the first line of stdout is the ports:
+per request stays tiny; with ``--grpc`` each replica also answers TF Serving's gRPC
+Predict (grpc.aio, the request not decoded) through the same FIFO. Run as a script; the
+first line of stdout is the ports (with ``--grpc``, the second line the gRPC ports):
 
-  --replicas C --service-ms S [--max-lifetime-s 120]
+  --replicas C --service-ms S [--max-lifetime-s 120] [--grpc]
 
   POST /v1/models/<name>:predict   {"predictions": [[0.0]]} after the FIFO delay
   GET  /v1/models/<name>           TF Serving's model status, AVAILABLE, at once
@@ -27,6 +29,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import os
 import re
@@ -69,9 +72,10 @@ class Replica:
         self.finish: list[float] = []
         self._wake: asyncio.Future | None = None
 
-    def submit(self, read: float, conn: Connection, slot: list) -> None:
+    def submit(self, read: float, deliver) -> None:
+        """Queue a request read at ``read``; ``deliver()`` answers it at its finish time."""
         self.free_at = max(read, self.free_at) + self.service_s
-        self.queue.append((self.free_at, read, conn, slot))
+        self.queue.append((self.free_at, read, deliver))
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
@@ -90,11 +94,10 @@ class Replica:
                     await (timer.wait_until(finish) if timer else asyncio.sleep(finish - now))
                     continue
                 while self.queue and self.queue[0][0] <= now:  # all that are due, in order
-                    _, read, conn, slot = self.queue.popleft()
+                    _, read, deliver = self.queue.popleft()
                     self.read.append(read)
                     self.finish.append(time.monotonic())
-                    slot[0] = response(200, PREDICTION, slot[1])
-                    conn.flush()
+                    deliver()
         finally:
             if timer:
                 timer.close()
@@ -164,7 +167,7 @@ class Connection(asyncio.Protocol):
             slot = [None, close]
             self.pending.append(slot)
             self.done = close
-            self.replica.submit(time.monotonic(), self, slot)
+            self.replica.submit(time.monotonic(), functools.partial(self.deliver, slot))
         elif method == b"GET" and path == b"/stats":
             self.answer(response(200, self.server.stats(), close), close)
         elif method in (b"GET", b"POST") and path == b"/reset":
@@ -174,6 +177,10 @@ class Connection(asyncio.Protocol):
             self.answer(response(200, MODEL_STATUS, close), close)
         else:
             self.answer(response(404, b'{"error": "not found"}', close), close)
+
+    def deliver(self, slot: list) -> None:
+        slot[0] = response(200, PREDICTION, slot[1])
+        self.flush()
 
     def answer(self, data: bytes, close: bool) -> None:
         """Queue an immediate answer behind any predicts still pending on this connection."""
@@ -205,17 +212,38 @@ class Server:
             r.finish.clear()
 
 
+async def grpc_replica(replica: Replica):
+    """A gRPC server (127.0.0.1, any port) whose Predict goes through ``replica``'s FIFO, as
+    its HTTP predicts do; returns (server, port). The request is not decoded."""
+    from serving import tfs_messages_pb2 as pb
+    from tests.loadgen_testserver import start_predict_server
+
+    loop = asyncio.get_running_loop()
+    reply = pb.PredictResponse().SerializeToString()
+
+    async def predict(request: bytes, context) -> bytes:
+        done = loop.create_future()
+        replica.submit(time.monotonic(), functools.partial(done.set_result, reply))
+        return await done
+
+    return await start_predict_server(predict)
+
+
 async def serve(args) -> None:
     loop = asyncio.get_running_loop()
     server = Server(args.replicas, args.service_ms / 1000.0)
-    listeners, tasks = [], []
+    listeners, tasks, grpc_servers = [], [], []  # (server, port): held, or gRPC stops them when collected
     for replica in server.replicas:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         listeners.append(await loop.create_server(
             lambda r=replica: Connection(server, r), sock=sock, backlog=1024))
         tasks.append(loop.create_task(replica.run()))
+        if args.grpc:
+            grpc_servers.append(await grpc_replica(replica))
     print(" ".join(str(s.sockets[0].getsockname()[1]) for s in listeners), flush=True)
+    if args.grpc:
+        print(" ".join(str(port) for _, port in grpc_servers), flush=True)
     await asyncio.sleep(args.max_lifetime_s)  # never outlive a test run
 
 
@@ -224,6 +252,8 @@ def main(argv=None) -> None:
     p.add_argument("--replicas", type=int, default=1)
     p.add_argument("--service-ms", type=float, required=True)
     p.add_argument("--max-lifetime-s", type=float, default=120.0)
+    p.add_argument("--grpc", action="store_true", help="each replica also serves Predict over gRPC "
+                   "(second stdout line: the gRPC ports), through the same FIFO")
     args = p.parse_args(argv)
     if args.replicas < 1 or args.service_ms <= 0:
         p.error("need --replicas >= 1 and --service-ms > 0")
@@ -234,18 +264,21 @@ def main(argv=None) -> None:
 # -- for tests ----------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def running_standin(replicas: int, service_ms: float, lifetime_s: float = 60.0):
-    """Start the stand-in in a child process; yield its replicas' base URLs."""
+def running_standin(replicas: int, service_ms: float, lifetime_s: float = 60.0, *, grpc: bool = False):
+    """Start the stand-in in a child process; yield its replicas' base URLs (with ``grpc``:
+    a pair, the REST base URLs and the ``grpc://127.0.0.1:PORT`` bases, replica by replica)."""
     from tests.loadgen_helpers import child_env
 
     proc = subprocess.Popen(
         [sys.executable, SCRIPT, "--replicas", str(replicas), "--service-ms", str(service_ms),
-         "--max-lifetime-s", str(lifetime_s)], stdout=subprocess.PIPE, env=child_env(), text=True)
+         "--max-lifetime-s", str(lifetime_s), *(["--grpc"] if grpc else [])],
+        stdout=subprocess.PIPE, env=child_env(), text=True)
     try:
-        ports = proc.stdout.readline().split()
-        if len(ports) != replicas or not all(p.isdigit() for p in ports):
-            raise RuntimeError(f"stand-in server did not start (said {' '.join(ports)!r})")
-        yield [f"http://127.0.0.1:{p}" for p in ports]
+        lines = [proc.stdout.readline().split() for _ in range(2 if grpc else 1)]
+        if any(len(ports) != replicas or not all(p.isdigit() for p in ports) for ports in lines):
+            raise RuntimeError(f"stand-in server did not start (said {lines!r})")
+        rest = [f"http://127.0.0.1:{p}" for p in lines[0]]
+        yield (rest, [f"grpc://127.0.0.1:{p}" for p in lines[1]]) if grpc else rest
     finally:
         if proc.poll() is None:
             proc.kill()
