@@ -48,6 +48,7 @@ def test_deploy_applies_waits_and_tears_down(sweep, tmp_path):
         backend = _backend(api, sweep, tmp_path)
         target = backend.deploy(config)
         assert target.urls == (f"http://127.0.0.1:{api.port}/v1/models/resnet:predict",)
+        assert target.load_urls("grpc") == ("grpc://127.0.0.1:8500/resnet",)  # the Service's grpc port
         assert target.identity["image_digest"] == DIGEST
         assert "--enable_batching=true" in target.identity["argv"]
         assert api.kinds() == [
@@ -180,3 +181,33 @@ def test_pod_problems_reads_scheduling_and_waiting():
         },
     ]
     assert cluster.pod_problems(pods) == [("a", "Unschedulable", "0/2 nodes"), ("c", "CrashLoopBackOff", "boom")]
+
+
+@needs_kubectl  # kustomize is the real kubectl's; its port-forward is this test's
+def test_port_forward_reaches_rest_and_grpc(sweep, tmp_path, kubectl):
+    config = sweep.config("e2-8-64x2-inter4-batch")
+    with KubeApiDouble() as api:
+        fake = tmp_path / "kubectl"
+        fake.write_text(  # kubectl port-forward's own lines, one per port, in the order asked
+            "#!/bin/sh\n"
+            'if [ "$1" = port-forward ]; then\n'
+            f'  echo "Forwarding from 127.0.0.1:{api.port} -> 8501"\n'
+            '  echo "Forwarding from 127.0.0.1:40123 -> 8500"\n'
+            "  exec sleep 60\n"
+            "fi\n"
+            f'exec {kubectl} "$@"\n')
+        fake.chmod(0o755)
+        backend = _backend(api, sweep, tmp_path, endpoint="port-forward", kubectl=str(fake))
+        target = backend.deploy(config)
+        assert target.urls == (f"http://127.0.0.1:{api.port}/v1/models/resnet:predict",)
+        assert target.load_urls("grpc") == ("grpc://127.0.0.1:40123/resnet",)
+        backend.teardown()
+
+
+@needs_kubectl  # deploy builds the overlay with kubectl kustomize
+def test_an_http_endpoint_names_rest_only(sweep, tmp_path):
+    config = sweep.config("e2-8-64x2-inter4-batch")
+    with KubeApiDouble() as api:
+        target = _backend(api, sweep, tmp_path, endpoint=api.url).deploy(config)
+        with pytest.raises(DeployError, match="gives no gRPC address"):
+            target.load_urls("grpc")
