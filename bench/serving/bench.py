@@ -1,14 +1,18 @@
-"""bench/serving: ResNet50 images/s through the local server (HTTP) vs in-process TensorFlow.
+"""bench/serving: ResNet50 images/s through the local server (HTTP and gRPC) vs in-process TensorFlow.
 
 Same SavedModel, same intra/inter-op threads, same batch size, in the same run: the
-ratio server / in-process is the server's overhead (HTTP, JSON, batching). Measured one
+ratio server / in-process is the server's overhead (HTTP and JSON or gRPC and protobuf,
+batching). Measured one
 after the other, never at the same time, alternating in --rounds slices per point (a
 shared machine's speed drifts by 10-20% over minutes); the ratio is the rounds' median.
 Each slice's rate runs from its first to its last completion event (`rate`), and a slice
 during which other processes used the CPUs is measured again (`quiet`, --attempts).
 Payloads: `b64` (a JPEG through `serving_bytes`, decoding inside the model on both sides)
 and `tensor` (the seed's pixels as a JSON array through `serving_default`; parsing that
-JSON is the REST API's cost).
+JSON is the REST API's cost). Over gRPC (--protocols), the same images as a PredictRequest
+to the server's gRPC port: `tensor` as DT_FLOAT `tensor_content` (float32 bytes, nothing to
+parse), `b64` as the JPEG in DT_STRING `string_val`; a closed-loop grpc.aio client, one channel
+(one HTTP/2 connection) per client, as many clients as the HTTP rows.
 
 Server settings measured: batching off (each request carries `batch` images; one closed-loop
 client, whose requests leave the model idle while each is parsed, and two, which keep it
@@ -17,7 +21,8 @@ batch_timeout_micros (each request one image, 2 x max_batch_size concurrent clie
 Serving's batching guide advises).
 
   bazel run //bench/serving:bench -- [--model-dir DIR] [--threads 2] [--seconds 12] [--rounds 3]
-                                     [--attempts 3] [--payloads b64,tensor]
+                                     [--attempts 3] [--payloads b64,tensor] [--protocols rest,grpc]
+                                     [--batching off,on]
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ from typing import NamedTuple
 import click
 
 from loadgen import hostcpu, recorder
-from serving import launcher, servable
+from loadgen.targets import grpc_target
+from serving import launcher, servable, tensor_proto, tfs_grpc
+from serving import tfs_messages_pb2 as pb
 from serving.config import BatchingParameters, ServingConfig
 from tools.python.runpath import user_path
 
@@ -66,6 +73,28 @@ def _payloads(seed: int = 0) -> dict[str, tuple[str, str, object]]:
         # 0-255 integer pixels, as loadgen's tensor payload sends them
         "tensor": (sig.DEFAULT_SIGNATURE, sig.IMAGE_INPUT, pixels.astype(int).tolist()),
     }
+
+
+def rest_body(signature: str, instance, per_request: int) -> bytes:
+    """The REST API's predict body: ``per_request`` copies of ``instance`` (row format)."""
+    doc = {"signature_name": signature, "instances": [instance] * per_request}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def grpc_body(signature: str, name: str, instance, per_request: int) -> bytes:
+    """The same images as a serialised PredictRequest: pixels as DT_FLOAT tensor_content
+    ([n,H,W,3] float32), a {"b64": ...} instance as its bytes in DT_STRING string_val ([n])."""
+    import numpy as np
+
+    if isinstance(instance, dict):
+        tensor = np.array([base64.b64decode(instance["b64"])] * per_request, dtype=object)
+    else:
+        tensor = np.repeat(np.asarray(instance, np.float32)[np.newaxis], per_request, axis=0)
+    request = pb.PredictRequest()
+    request.model_spec.name = MODEL_NAME
+    request.model_spec.signature_name = signature
+    request.inputs[name].CopyFrom(tensor_proto.from_numpy(tensor))
+    return request.SerializeToString()
 
 
 def _export(out: Path) -> Path:
@@ -208,8 +237,48 @@ async def _closed_loop(url: str, body: bytes, clients: int, images_per_request: 
     return rate(completions, measure_from, end), latencies, errors
 
 
-def _serve(*args):
-    return asyncio.run(_closed_loop(*args))
+async def _closed_loop_grpc(url: str, body: bytes, clients: int, images_per_request: int, seconds: float,
+                            warmup: float):
+    """As _closed_loop, over gRPC: ``clients`` tasks, each on its own channel (one HTTP/2 connection,
+    as each HTTP client has its own connection), the request sent as the bytes it is and the reply
+    read as bytes. Errors are counted by status code name."""
+    import grpc
+
+    options = [*tfs_grpc.RECEIVE_ANY_SIZE, ("grpc.use_local_subchannel_pool", 1)]
+    address = grpc_target(url).address
+    channels = [grpc.aio.insecure_channel(address, options=options) for _ in range(clients)]
+    latencies, completions, errors = [], [], {}
+    try:
+        await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), 30)
+        start = time.perf_counter()
+        measure_from = start + warmup
+        end = measure_from + seconds
+
+        async def client(channel):
+            predict = channel.unary_unary(tfs_grpc.PREDICT)
+            while (now := time.perf_counter()) < end:
+                try:
+                    await predict(body, timeout=120)
+                    code = None
+                except grpc.aio.AioRpcError as e:
+                    code = e.code().name
+                done = time.perf_counter()
+                if code is None:
+                    completions.append((done, images_per_request))
+                    if now >= measure_from:
+                        latencies.append(int((done - now) * 1e6))
+                elif now >= measure_from:
+                    errors[code] = errors.get(code, 0) + 1
+
+        await asyncio.gather(*(client(c) for c in channels))
+    finally:
+        for c in channels:
+            await c.close()
+    return rate(completions, measure_from, end), latencies, errors
+
+
+def _serve(url: str, *args):
+    return asyncio.run((_closed_loop_grpc if url.startswith("grpc://") else _closed_loop)(url, *args))
 
 
 class Point(NamedTuple):
@@ -254,17 +323,18 @@ def _point(direct: InProcess, kind: str, batch: int, callers: int, url: str, bod
 
 
 def measure(model_dir: Path, payloads, direct: InProcess, threads: int, batches: list[int], seconds: float,
-            workdir: Path, rounds: int, attempts: int):
+            workdir: Path, rounds: int, attempts: int, protocols=("rest", "grpc"), settings=SERVER_SETTINGS):
     """Every server point alternates with in-process runs of the same batch size (see _point)."""
     rows = []
-    for label, params in SERVER_SETTINGS:
+    for label, params in settings:
         config = ServingConfig(model_name=MODEL_NAME, intra_op=threads, inter_op=threads,
                                enable_batching=params is not None, batching=params)
         work = workdir / label.replace(" ", "_")
         with launcher.launch(config, model_base_path=model_dir, rest_port=0, workdir=work, local=True) as server:
             server.wait_available(300)
-            url = f"{server.url}/v1/models/{MODEL_NAME}:predict"
-            for kind, (signature, _name, instance) in payloads.items():
+            urls = {"rest": f"{server.url}/v1/models/{MODEL_NAME}:predict",
+                    "grpc": f"{server.grpc_url}/{MODEL_NAME}"}
+            for kind, (signature, name, instance) in payloads.items():
                 # (batch, images per request, HTTP clients, in-process callers): batching off, one
                 # client or two (model runs overlap, and parsing overlaps them), against as many
                 # in-process callers; batching on, 2 x max_batch_size clients, against
@@ -274,13 +344,14 @@ def measure(model_dir: Path, payloads, direct: InProcess, threads: int, batches:
                 else:
                     shapes = [(params.max_batch_size, 1, 2 * params.max_batch_size,
                                params.effective_num_batch_threads(len(os.sched_getaffinity(0))))]
-                for batch, per_request, clients, callers in shapes:
-                    doc = {"signature_name": signature, "instances": [instance] * per_request}
-                    body = json.dumps(doc, separators=(",", ":")).encode()
-                    point = _point(direct, kind, batch, callers, url, body, clients, per_request, seconds,
-                                   rounds, server.pid, attempts)
-                    rows.append((label, kind, batch, clients, callers, len(body), point))
-                    click.echo(f"  {label:16s} {kind:6s} batch {batch:2d} clients {clients:2d}: server "
+                for (batch, per_request, clients, callers), protocol in (
+                        (shape, p) for shape in shapes for p in protocols):
+                    body = (grpc_body(signature, name, instance, per_request) if protocol == "grpc"
+                            else rest_body(signature, instance, per_request))
+                    point = _point(direct, kind, batch, callers, urls[protocol], body, clients, per_request,
+                                   seconds, rounds, server.pid, attempts)
+                    rows.append((label, protocol, kind, batch, clients, callers, len(body), point))
+                    click.echo(f"  {label:16s} {protocol:4s} {kind:6s} batch {batch:2d} clients {clients:2d}: server "
                                f"{point.rate:6.1f} img/s, in-process ({callers} callers) {point.ref:6.1f} img/s, "
                                f"ratio per round {' '.join(f'{x:.2f}' for x in point.ratios)}", err=True)
     return rows
@@ -294,13 +365,24 @@ def measure(model_dir: Path, payloads, direct: InProcess, threads: int, batches:
               help="Measured seconds per point, server and in-process each (split into --rounds).")
 @click.option("--batches", default="1,8", show_default=True, help="Batch sizes with batching off.")
 @click.option("--payloads", "kinds", default="b64,tensor", show_default=True)
+@click.option("--protocols", default="rest,grpc", show_default=True,
+              help="rest: JSON to the REST port; grpc: a PredictRequest (tensor: tensor_content) to the gRPC port.")
+@click.option("--batching", default="off,on", show_default=True,
+              help="Server settings to measure: off (batching off), on (the batching settings).")
 @click.option("--rounds", default=3, show_default=True, type=click.IntRange(1),
               help="Alternations of in-process and server runs per point; the ratio is their median.")
 @click.option("--attempts", default=3, show_default=True, type=click.IntRange(1),
               help=f"Tries per slice: a slice during which other processes used more than {QUIET_CPUS} CPUs "
                    "is measured again (the quietest try is kept).")
-def main(model_dir, threads, seconds, batches, kinds, rounds, attempts) -> None:
+def main(model_dir, threads, seconds, batches, kinds, protocols, batching, rounds, attempts) -> None:
     """Print images/s and latency, server vs in-process TF, and their ratio."""
+    protocol_list = [p for p in ("rest", "grpc") if p in protocols.split(",")]
+    wanted = set(batching.split(","))
+    settings = [s for s in SERVER_SETTINGS if s[0].split()[0] in wanted]
+    if not protocol_list or set(protocols.split(",")) - {"rest", "grpc"}:
+        raise click.BadParameter(f"{protocols!r}: use rest, grpc or both", param_hint="--protocols")
+    if not settings or wanted - {"off", "on"}:
+        raise click.BadParameter(f"{batching!r}: use off, on or both", param_hint="--batching")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     batch_sizes = sorted({int(b) for b in batches.split(",")})
     # before anything runs TensorFlow (the export does): the threads are fixed from then on
@@ -310,18 +392,19 @@ def main(model_dir, threads, seconds, batches, kinds, rounds, attempts) -> None:
         payloads = {k: v for k, v in _payloads().items() if k in kinds.split(",")}
         direct = InProcess(base, payloads)
         gc.freeze()  # TF's objects would slow every collection of the HTTP client in this process
-        rows = measure(base, payloads, direct, threads, batch_sizes, seconds, Path(tmp) / "work", rounds, attempts)
+        rows = measure(base, payloads, direct, threads, batch_sizes, seconds, Path(tmp) / "work", rounds, attempts,
+                       protocol_list, settings)
 
     cpus = len(os.sched_getaffinity(0))
     click.echo(f"\nResNet50, {threads} intra/inter-op threads, {cpus} CPUs, {seconds:.0f} s per point in "
                f"{rounds} rounds alternating with in-process TF (same batch size; callers = concurrent calls); "
                "ratio = median of the rounds' server/in-process ratios; others = the most CPUs other processes "
                f"used during a kept slice (slices above {QUIET_CPUS} were measured again, up to {attempts} tries)")
-    click.echo(f"{'server':16s} {'payload':7s} {'batch':>5s} {'clients':>7s} {'callers':>7s} {'body':>8s} "
+    click.echo(f"{'server':16s} {'proto':5s} {'payload':7s} {'batch':>5s} {'clients':>7s} {'callers':>7s} {'body':>8s} "
                f"{'img/s':>7s} {'p50 ms':>7s} {'p99 ms':>7s} {'in-proc':>7s} {'ip p50':>7s} {'ratio':>6s} {'min':>5s}"
                f" {'others':>6s} {'slices':>6s}  errors")
-    for label, kind, batch, clients, callers, size, p in rows:
-        click.echo(f"{label:16s} {kind:7s} {batch:5d} {clients:7d} {callers:7d} {size:8d} {p.rate:7.1f} "
+    for label, protocol, kind, batch, clients, callers, size, p in rows:
+        click.echo(f"{label:16s} {protocol:5s} {kind:7s} {batch:5d} {clients:7d} {callers:7d} {size:8d} {p.rate:7.1f} "
                    f"{p.p50:7.1f} {p.p99:7.1f} {p.ref:7.1f} {p.ref_p50:7.1f} {statistics.median(p.ratios):6.2f} "
                    f"{min(p.ratios):5.2f} {p.others:6.2f} {p.tries:6d}  {p.errors or ''}")
 

@@ -1,9 +1,15 @@
-"""bench/serving's measuring helpers: the rate between completion events, and quiet slices."""
+"""bench/serving's measuring helpers: the rate between completion events, quiet slices, and
+the REST and gRPC bodies of one point."""
 
+import base64
+import json
 
+import numpy as np
 import pytest
 
 from bench.serving import bench
+from serving import tensor_proto
+from serving import tfs_messages_pb2 as pb
 
 
 def test_rate_counts_whole_batches_between_completion_events():
@@ -30,3 +36,25 @@ def test_quiet_repeats_a_slice_while_other_processes_were_busy(monkeypatch):
     others = iter([0.9, 0.4, 0.6])
     results = iter("abc")
     assert bench.quiet(lambda: next(results), [], attempts=3) == ("b", 0.4, 2)  # none quiet: the quietest
+
+
+def test_grpc_tensor_body_is_the_rest_body_s_pixels_as_float_tensor_content():
+    instance = [[[0, 1, 2], [3, 4, 255]]]  # a 1x2 RGB image of 0-255 integers, as the REST body sends it
+    rest = json.loads(bench.rest_body("serving_default", instance, 3))
+    assert rest == {"signature_name": "serving_default", "instances": [instance] * 3}
+    request = pb.PredictRequest.FromString(bench.grpc_body("serving_default", "image_input", instance, 3))
+    assert (request.model_spec.name, request.model_spec.signature_name) == (bench.MODEL_NAME, "serving_default")
+    proto = request.inputs["image_input"]
+    assert proto.dtype == pb.DataType.Value("DT_FLOAT")
+    assert len(proto.tensor_content) == 3 * 1 * 2 * 3 * 4 and not proto.float_val
+    np.testing.assert_array_equal(tensor_proto.to_numpy(proto), np.asarray([instance] * 3, np.float32))
+
+
+def test_grpc_b64_body_carries_the_decoded_bytes_as_string_val():
+    jpeg = b"\xff\xd8 not really a jpeg"
+    request = pb.PredictRequest.FromString(bench.grpc_body(
+        "serving_bytes", "image_bytes", {"b64": base64.b64encode(jpeg).decode()}, 2))
+    proto = request.inputs["image_bytes"]
+    assert proto.dtype == pb.DataType.Value("DT_STRING")
+    assert list(proto.string_val) == [jpeg, jpeg]
+    assert [d.size for d in proto.tensor_shape.dim] == [2]
