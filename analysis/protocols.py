@@ -14,7 +14,6 @@ CPU time, so CPU per request is not given.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -23,7 +22,7 @@ import pandas as pd
 
 from analysis import ties
 from analysis.results import Run, check_schema_line
-from formats.results import DEFAULT_PROTOCOL, SERVER_METRICS_SCHEMA
+from formats.results import DEFAULT_PROTOCOL, SERVER_METRICS_SCHEMA, protocol_pairs
 
 PROTOCOL_COLUMNS = [
     "deployment", "rest_config", "grpc_config", "rest_rps", "rest_lo", "rest_hi", "grpc_rps", "grpc_lo",
@@ -37,14 +36,6 @@ REQUEST_LATENCY = ":tensorflow:serving:request_latency"  # serving.metrics (anal
 
 def protocol_of(run: Run) -> str:
     return (run.config or {}).get("protocol") or DEFAULT_PROTOCOL
-
-
-def deployment_key(run: Run) -> str | None:
-    """What two runs must share to be one deployment over two APIs (None: no Config)."""
-    cfg = run.config
-    if not cfg:
-        return None
-    return json.dumps({k: v for k, v in cfg.items() if k not in ("id", "name", "protocol")}, sort_keys=True)
 
 
 def deployment_label(rest: Run, grpc: Run) -> str:
@@ -97,12 +88,7 @@ def _bytes(run: Run) -> int | None:
 
 def pairs(runs: Sequence[Run]) -> list[tuple[Run, Run]]:
     """(REST run, gRPC run) per deployment measured over both, in the runs' order."""
-    by_key: dict[str, dict[str, Run]] = {}
-    for run in runs:
-        key = deployment_key(run)
-        if key is not None:
-            by_key.setdefault(key, {}).setdefault(protocol_of(run), run)
-    return [(d["rest"], d["grpc"]) for d in by_key.values() if "rest" in d and "grpc" in d]
+    return [(runs[i], runs[j]) for i, j in protocol_pairs([r.config for r in runs])]
 
 
 def protocol_table(runs: Sequence[Run], table: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,9 @@ side that reads it. Standard library only: importing this pulls in nothing else.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 TOOL = {"name": "servesweep", "version": "0.1.0"}  # run.json's and sweep.json's "tool"
 
 # Schema names: the "schema" key of a JSON file, the first line "# <schema>" of a CSV,
@@ -47,6 +50,19 @@ METHODS = ("search", "ramp")
 # payload.protocol. REST is the default (and a Config that does not name one speaks it).
 PROTOCOLS = ("rest", "grpc")
 DEFAULT_PROTOCOL = "rest"
+
+
+def protocol_pairs(config_records: Sequence[dict | None]) -> list[tuple[int, int]]:
+    """(i, j) per deployment measured over both protocols: config records i (REST) and j
+    (gRPC) equal but for id, name and protocol; the first of each, in order. The sweep
+    pairs its Configs and the report its runs by this one rule."""
+    by_key: dict[str, dict[str, int]] = {}
+    for i, record in enumerate(config_records):
+        if record:
+            key = json.dumps({k: v for k, v in record.items() if k not in ("id", "name", "protocol")},
+                             sort_keys=True, default=str)
+            by_key.setdefault(key, {}).setdefault(record.get("protocol") or DEFAULT_PROTOCOL, i)
+    return [(d["rest"], d["grpc"]) for d in by_key.values() if "rest" in d and "grpc" in d]
 
 # Every latency histogram, written or read: integer microseconds, 1 us - 60 s, 3 digits.
 LOWEST_US = 1

@@ -13,10 +13,9 @@ that hold every Config at once: the others have torn them down by then.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 
-from formats.results import DEFAULT_PROTOCOL, PROBES_DIR
+from formats.results import PROBES_DIR, protocol_pairs
 from sweep.prober import run_probe
 
 COMMON_FRACTION = 0.8
@@ -24,24 +23,9 @@ ATTEMPTS = 3
 COMMON_REPEAT = 0  # probes.csv's repeat for a comparison probe
 
 
-def _deployment(config) -> object | None:
-    """What a Config is but for its protocol (None for what is not a deploy Config)."""
-    if not hasattr(config, "serving") or not dataclasses.is_dataclass(config):
-        return None
-    return dataclasses.replace(config, id="", name="", protocol=DEFAULT_PROTOCOL)
-
-
 def pairs(subjects: Sequence) -> list[tuple]:
     """(REST subject, gRPC subject) per deployment both were searched for, in order."""
-    out = []
-    for rest in subjects:
-        if rest.config.protocol != "rest" or _deployment(rest.config) is None:
-            continue
-        for grpc in subjects:
-            if grpc.config.protocol == "grpc" and _deployment(grpc.config) == _deployment(rest.config):
-                out.append((rest, grpc))
-                break
-    return out
+    return [(subjects[i], subjects[j]) for i, j in protocol_pairs([s.config.to_record() for s in subjects])]
 
 
 def common_rate(capacities: Sequence[float | None]) -> float | None:
