@@ -40,7 +40,7 @@ from sweep.warmup import WarmupOptions, warm_and_record
 
 @dataclasses.dataclass(frozen=True)
 class SearchOptions:
-    repeats: int = 1
+    repeats: int = 2  # the default sweep: two interleaved searches per Config (~25 min on 2 cores)
     resolution: float = 0.03
     confidence: float = 0.95
     max_probe_s: int = 40

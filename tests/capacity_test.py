@@ -44,7 +44,8 @@ def searched(tmp_path_factory):
         # this test alone on the machine, over the 3 ms then allowed: every probe was invalid
         load = GeneratorOptions(payload="b64")
         how = SearchSweep(out_dir=out, slo=SLO, load=load, warmup=WarmupOptions(),
-                          search=SearchOptions(max_probe_s=15, min_probe_s=13, resolution=RESOLUTION, seed=3))
+                          search=SearchOptions(repeats=1, max_probe_s=15, min_probe_s=13,
+                                               resolution=RESOLUTION, seed=3))
         events = []
         outcomes, interrupted = run_search(endpoints, ExternalBackend(), how, bodies("b64"),
                                            events.append, skip=is_complete)

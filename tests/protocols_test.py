@@ -65,7 +65,8 @@ def searched(tmp_path_factory):
     configs = [_config("rest"), _config("grpc")]
     with running_standin(1, SERVICE_MS, lifetime_s=600.0, grpc=True) as (rest, grpc):
         how = SearchSweep(out_dir=out, slo=SLO, load=GeneratorOptions(payload="b64"), warmup=WarmupOptions(),
-                          search=SearchOptions(max_probe_s=15, min_probe_s=13, resolution=RESOLUTION, seed=5))
+                          search=SearchOptions(repeats=1, max_probe_s=15, min_probe_s=13,
+                                               resolution=RESOLUTION, seed=5))
         events = []
         outcomes, interrupted = run_search(configs, StandinBackend(rest, grpc), how, bodies("b64"),
                                            events.append, skip=is_complete)

@@ -147,13 +147,17 @@ def test_the_default_method_searches_each_configs_capacity(spec_path, models, tm
     (sweep_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("s-")]
     record = json.loads((sweep_dir / "sweep.json").read_text())
     assert record["method"] == "search" and record["search"]["resolution"] == 0.2
+    assert record["search"]["repeats"] == 2  # the default: two independent searches, interleaved
     for config in record["configs"]:
         d = sweep_dir / config["id"]
         run = json.loads((d / "run.json").read_text())
         assert run["method"] == "search" and run["complete"]
         cap = run["capacity"]
         assert cap["rps"] is not None and cap["lo"] <= cap["rps"] <= cap["hi"], run["validity"]
-        assert (d / "probes.csv").read_text().startswith("# servesweep.probes/1")
+        assert [s["repeat"] for s in run["searches"]] == [1, 2] and cap["repeats"] == 2
+        probes = (d / "probes.csv").read_text()
+        assert probes.startswith("# servesweep.probes/1")
+        assert {row.split(",")[1] for row in probes.splitlines()[2:]} == {"1", "2"}
         assert run["probes"] >= 2 and run["guess_rps"] > 0
         assert "request_count" in (d / "server_metrics.csv").read_text()
         assert json.loads((d / "status.json").read_text())["status"] == "done"
