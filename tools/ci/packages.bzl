@@ -5,6 +5,7 @@ PY_SRCS = [
     "//analysis:py_srcs",
     "//bench:py_srcs",
     "//bench/loadgen:py_srcs",
+    "//bench/search:py_srcs",
     "//bench/serving:py_srcs",
     "//deploy:py_srcs",
     "//formats:py_srcs",
