@@ -7,7 +7,8 @@ or against a simulation in a test.
 
 - Bracket: probe the first guess (a closed-loop saturation estimate of the raw capacity),
   then step by ``step`` up after a PASS or down after a FAIL until both are seen; a
-  second step the same way doubles or halves (the guess was far off).
+  second step the same way doubles or halves (the guess was far off), unless the probe
+  was marginal (undecided at its longest, so near the boundary).
 - Bisect: the geometric middle of the highest PASS below the lowest FAIL, until
   FAIL / PASS <= 1 + ``resolution``.
 - Capacity: the rate where the over-bound fraction crosses 1 - p (``crossing``: a line
@@ -147,7 +148,11 @@ def search(guess: float, rules: SearchRules = SearchRules()) -> Generator[float,
             raise ValueError("a probe handed to the search must be decided")
         if lo is not None and hi is not None and hi.rate / lo.rate <= 1.0 + rules.resolution:
             break
-        factor = rules.step if valid < 2 else max(rules.step, 2.0)
+        # a second step the same way doubles or halves, unless this probe was marginal
+        # (undecided at its longest): then the boundary is near, and a double would land
+        # far past it, to be bisected back over many probes
+        far = valid >= 2 and not outcome.decision.marginal
+        factor = max(rules.step, 2.0) if far else rules.step
         if hi is None:
             rate = lo.rate * factor
         elif lo is None:

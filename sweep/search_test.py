@@ -8,8 +8,9 @@ from sweep.search import Capacity, Found, Outcome, SearchRules, combine, crossin
 from sweep.verdict import FAIL, PASS
 
 
-def _decision(outcome: str, requests: int = 1000, over: int = 0, inflation: float = 1.0) -> Decision:
-    return Decision(outcome, False, "", requests, over, 0, inflation, 0.0, 1.0, 0.0)
+def _decision(outcome: str, requests: int = 1000, over: int = 0, inflation: float = 1.0, *,
+              marginal: bool = False) -> Decision:
+    return Decision(outcome, marginal, "", requests, over, 0, inflation, 0.0, 1.0, 0.0)
 
 
 def _threshold(capacity: float):
@@ -29,6 +30,15 @@ def test_brackets_then_bisects_to_the_resolution(guess):
     assert found.ci_lo <= found.lo <= found.capacity <= found.hi <= found.ci_hi
     assert found.capacity == pytest.approx(50.0, rel=0.01)
     assert found.probes == len(rates) <= 12
+
+
+@pytest.mark.parametrize("marginal, third", [(False, 100.0 / 1.25 / 2.0), (True, 100.0 / 1.25 ** 2)])
+def test_a_second_step_down_halves_unless_the_probe_was_marginal(marginal, third):
+    # two FAILs: the first decided, the second undecided at its longest when ``marginal``
+    gen = search(100.0)
+    assert next(gen) == 100.0
+    assert gen.send(Outcome(100.0, _decision(FAIL, 300, 100))) == pytest.approx(80.0)
+    assert gen.send(Outcome(80.0, _decision(FAIL, 500, 20, marginal=marginal))) == pytest.approx(third)
 
 
 def test_an_invalid_probe_is_repeated_then_the_search_gives_up():
