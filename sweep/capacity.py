@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import math
 import random
+import statistics
 import time
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
@@ -132,19 +133,23 @@ class ProbeEvent:
 
 class Eta:
     """Seconds left: probes expected (``expected_probes`` a search, or what searches took)
-    times the measured seconds a probe costs, drain and bookkeeping included."""
+    times the measured seconds a probe costs, drain and bookkeeping included. A search's
+    first probe (at the saturation guess, above capacity: a FAIL within seconds) and its
+    later ones (near capacity: mostly their longest) are costed apart, so the quick first
+    probes do not make the sweep's start promise half the time it takes."""
 
     def __init__(self, searches: int, options: SearchOptions) -> None:
         self.expected = expected_probes(options)
         self.left = searches
         self.done_probes: list[int] = []
-        self.probe_costs: list[float] = []
+        self.first_costs: list[float] = []
+        self.later_costs: list[float] = []
         self.default_probe_s = probe_cost_s(options)
         self.running: dict[tuple[int, int], int] = {}
 
     def probe(self, key: tuple[int, int], seconds: float) -> None:
         self.running[key] = self.running.get(key, 0) + 1
-        self.probe_costs.append(seconds)
+        (self.first_costs if self.running[key] == 1 else self.later_costs).append(seconds)
 
     def finish(self, key: tuple[int, int]) -> None:
         self.done_probes.append(self.running.pop(key, 0))
@@ -152,10 +157,11 @@ class Eta:
 
     def eta(self) -> float:
         per_search = (sum(self.done_probes) / len(self.done_probes)) if self.done_probes else self.expected
-        per_probe = (sum(self.probe_costs) / len(self.probe_costs)) if self.probe_costs else self.default_probe_s
-        expected = sum(max(1.0, per_search - n) for n in self.running.values())
-        expected += per_search * max(0, self.left - len(self.running))
-        return expected * per_probe
+        first = statistics.fmean(self.first_costs) if self.first_costs else self.default_probe_s
+        later = statistics.fmean(self.later_costs) if self.later_costs else self.default_probe_s
+        seconds = sum(max(1.0, per_search - n) for n in self.running.values()) * later
+        unstarted = max(0, self.left - len(self.running))
+        return seconds + unstarted * (first + max(0.0, per_search - 1.0) * later)
 
 
 def expected_probes(options: SearchOptions) -> float:

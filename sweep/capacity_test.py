@@ -29,11 +29,14 @@ def test_bad_search_options_are_refused():
 def test_eta_counts_the_probes_left_at_their_measured_cost():
     eta = Eta(searches=2, options=SearchOptions())
     before = eta.eta()
-    assert before == pytest.approx(2 * 5 * eta.default_probe_s)
-    eta.probe((1, 1), 10.0)
-    assert eta.eta() == pytest.approx((4 + 5) * 10.0)  # 4 more for the running search, 5 for the other
+    d = eta.default_probe_s
+    assert before == pytest.approx(2 * 5 * d)
+    eta.probe((1, 1), 10.0)  # a first probe: it prices only the other search's first
+    assert eta.eta() == pytest.approx(4 * d + (10.0 + 4 * d))
+    eta.probe((1, 1), 40.0)  # a later probe prices the later ones
+    assert eta.eta() == pytest.approx(3 * 40.0 + (10.0 + 4 * 40.0))
     eta.finish((1, 1))
-    assert eta.eta() == pytest.approx(1 * 10.0)  # the finished search took 1 probe: so will the next
+    assert eta.eta() == pytest.approx(10.0 + 1 * 40.0)  # the finished search took 2 probes: so will the next
 
 
 def test_totals_add_up_over_probes():
