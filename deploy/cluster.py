@@ -29,6 +29,7 @@ from deploy.spec import ClusterOptions, Config
 from deploy.target import DeployError, Target, status_url
 
 FIELD_MANAGER = "servesweep"
+PORT_FORWARD = "port-forward"  # the --endpoint that reaches one pod (endpoint_refusal)
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 # Creation order; teardown goes in reverse.
 KIND_ORDER = ("Namespace", "ConfigMap", "Service", "PodDisruptionBudget", "Deployment")
@@ -132,6 +133,19 @@ def _api_error(e: ApiException, doing: str) -> DeployError:
     return DeployError(f"{doing}: the API server answered {e.status}: {message}")
 
 
+def endpoint_refusal(endpoint: str, config: Config) -> str | None:
+    """Why ``config`` cannot be measured through ``endpoint`` (None: it can).
+    ``kubectl port-forward service/NAME`` forwards to one pod it picks, so a Config of
+    several replicas would be measured as one of them."""
+    if endpoint != PORT_FORWARD or config.replicas <= 1:
+        return None
+    return (f"{config.name}: --endpoint port-forward would measure one of its {config.replicas} replicas "
+            "(kubectl port-forward service/NAME forwards to a single pod it picks), not the Service. "
+            "Measure the Service: --endpoint loadbalancer (the spec's cluster.service_type: LoadBalancer), "
+            "or --endpoint http://HOST:PORT for an address of the Service reachable from here (a generator "
+            "inside the cluster). port-forward is for a smoke test of a 1-replica Config.")
+
+
 class ClusterBackend:
     """Deploys Configs to the cluster ``api_client`` points at, one at a time (the search
     measures them in blocks, alternating their order between repeats)."""
@@ -152,7 +166,7 @@ class ClusterBackend:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if endpoint not in ("loadbalancer", "port-forward") and not endpoint.startswith(("http://", "https://")):
+        if endpoint not in ("loadbalancer", PORT_FORWARD) and not endpoint.startswith(("http://", "https://")):
             raise DeployError(f"endpoint {endpoint!r}: use loadbalancer, port-forward or a base URL http://HOST:PORT")
         self.kube = Kube(api_client)
         self.options = options
@@ -177,6 +191,9 @@ class ClusterBackend:
         """
         if self._applied:
             raise DeployError("a configuration is still deployed: call teardown() first")
+        refused = endpoint_refusal(self.endpoint, config)
+        if refused:
+            raise DeployError(refused)
         try:
             return self._bring_up(config)
         except render.RenderError as e:
@@ -301,7 +318,7 @@ class ClusterBackend:
         name = service["metadata"]["name"]
         if self.endpoint.startswith(("http://", "https://")):
             return self.endpoint.rstrip("/"), None
-        if self.endpoint == "port-forward":
+        if self.endpoint == PORT_FORWARD:
             return self._port_forward(name, ns)
         expired = self._deadline(self.timeouts.load_balancer_s)
         while True:
@@ -309,7 +326,7 @@ class ClusterBackend:
             if svc.get("spec", {}).get("type") != "LoadBalancer":
                 raise DeployError(
                     f"Service {ns}/{name} is not a LoadBalancer: set cluster.service_type: LoadBalancer in the "
-                    "spec, or use --endpoint port-forward"
+                    "spec, or (a 1-replica Config) --endpoint port-forward"
                 )
             ingress = svc.get("status", {}).get("loadBalancer", {}).get("ingress") or []
             if ingress:

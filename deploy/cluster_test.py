@@ -1,5 +1,6 @@
 """ClusterBackend against KubeApiDouble (a local stand-in for the API server)."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -185,7 +186,7 @@ def test_pod_problems_reads_scheduling_and_waiting():
 
 @needs_kubectl  # kustomize is the real kubectl's; its port-forward is this test's
 def test_port_forward_reaches_rest_and_grpc(sweep, tmp_path, kubectl):
-    config = sweep.config("e2-8-64x2-inter4-batch")
+    config = dataclasses.replace(sweep.config("e2-8-64x2-inter4-batch"), replicas=1)  # one pod: allowed
     with KubeApiDouble() as api:
         fake = tmp_path / "kubectl"
         fake.write_text(  # kubectl port-forward's own lines, one per port, in the order asked
@@ -202,6 +203,17 @@ def test_port_forward_reaches_rest_and_grpc(sweep, tmp_path, kubectl):
         assert target.urls == (f"http://127.0.0.1:{api.port}/v1/models/resnet:predict",)
         assert target.load_urls("grpc") == ("grpc://127.0.0.1:40123/resnet",)
         backend.teardown()
+
+
+def test_port_forward_is_refused_for_several_replicas_before_anything_is_applied(sweep, tmp_path):
+    config = sweep.config("e2-8-64x2-inter4-batch")
+    assert config.replicas == 2
+    with KubeApiDouble() as api:
+        with pytest.raises(DeployError, match=r"would measure one of its 2 replicas .* --endpoint loadbalancer"):
+            _backend(api, sweep, tmp_path, endpoint="port-forward").deploy(config)
+        assert api.kinds() == []
+    assert cluster.endpoint_refusal("loadbalancer", config) is None
+    assert cluster.endpoint_refusal("port-forward", dataclasses.replace(config, replicas=1)) is None
 
 
 @needs_kubectl  # deploy builds the overlay with kubectl kustomize

@@ -26,7 +26,8 @@ def make_backend(sweep: Sweep, kind: str, *, models: Path, workdir: Path,
                  kube_context: str | None = None, endpoint: str = "loadbalancer",
                  allow_tags: bool = False) -> Backend:
     """A backend for ``sweep``'s Configs. Raises SweepError when the cluster's kubeconfig
-    cannot be loaded."""
+    cannot be loaded, or a Config cannot be measured through ``endpoint`` (before anything
+    is deployed)."""
     if kind == "local":
         from deploy.local import LocalBackend
 
@@ -36,8 +37,12 @@ def make_backend(sweep: Sweep, kind: str, *, models: Path, workdir: Path,
         raise SweepError(f"unknown backend {kind!r}: use one of {', '.join(KINDS)}")
     from kubernetes import config as kube_config
 
-    from deploy.cluster import ClusterBackend
+    from deploy.cluster import ClusterBackend, endpoint_refusal
 
+    refused = [why for why in (endpoint_refusal(endpoint, c) for c in sweep.configs) if why]
+    if refused:
+        more = f" (and {len(refused) - 1} more Configs)" if len(refused) > 1 else ""
+        raise SweepError(refused[0] + more)
     try:
         api = kube_config.new_client_from_config(context=kube_context)
     except Exception as err:  # kubeconfig missing or context unknown: say so plainly

@@ -35,3 +35,10 @@ def test_a_missing_kubeconfig_is_a_sweep_error_not_a_traceback(tmp_path, monkeyp
         backends.make_backend(_sweep("cluster"), "k8s", models=tmp_path, workdir=tmp_path)
     with pytest.raises(SweepError, match="unknown backend"):
         backends.make_backend(_sweep("cluster"), "mesos", models=tmp_path, workdir=tmp_path)
+
+
+def test_port_forward_on_a_multi_replica_spec_is_refused_before_the_cluster_is_touched(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))  # the refusal comes first
+    seed = load_spec(Path("deploy/sweeps/seed-gke-e2.yaml"))
+    with pytest.raises(SweepError, match=r"would measure one of its \d+ replicas.*\(and \d+ more Configs\)"):
+        backends.make_backend(seed, "k8s", models=tmp_path, workdir=tmp_path, endpoint="port-forward")

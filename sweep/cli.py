@@ -60,7 +60,8 @@ The load generator's options (--payload ... --priority) may also be set in the s
               help="Where Configs run. Default: the spec's `backend`.")
 @click.option("--kube-context", default=None, help="kubeconfig context (k8s backend).")
 @click.option("--endpoint", default="loadbalancer", show_default=True,
-              help="k8s: how to reach the Service: loadbalancer, port-forward or http://HOST:PORT.")
+              help="k8s: how to reach the Service: loadbalancer, http://HOST:PORT, or port-forward "
+                   "(one pod: refused for a Config of several replicas).")
 @click.option("--allow-tags", is_flag=True, help="k8s: accept an image not pinned by digest.")
 @click.option("--profile", type=click.Choice(specs.PROFILES), default="spec", show_default=True,
               help="Load profile: the spec's, or the seed study's full ramp (150 users, +1/s, 5 min).")
