@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis import ties
 from analysis.analyze import Analysis, analyze
 from analysis.errors import ResultsError
 from analysis.results import check_schema_line
@@ -19,9 +20,12 @@ def compare(before: Analysis, after: Analysis) -> pd.DataFrame:
     """One row per config_id in either sweep: before/after values, delta and relative change.
 
     `presence` is 'both', 'before_only' or 'after_only'; `valid_before`/`valid_after` carry
-    validity so a change between an invalid and a valid run is visible.
+    validity so a change between an invalid and a valid run is visible. Searched capacities
+    also carry their intervals (`capacity_lo/hi_before/after`) and `within_noise`: whether
+    the two intervals overlap (the report's tie rule, ``ties.overlaps``), empty when either
+    run has no interval.
     """
-    keep = ["config_id", "name", "valid", *COMPARED]
+    keep = ["config_id", "name", "valid", *COMPARED, "capacity_lo", "capacity_hi"]
     b = before.table[keep].rename(columns={c: f"{c}_before" for c in keep[2:]})
     a = after.table[keep].rename(columns={c: f"{c}_after" for c in keep[2:]})
     df = b.merge(a, on="config_id", how="outer", suffixes=("", "_new"), indicator=True)
@@ -31,10 +35,22 @@ def compare(before: Analysis, after: Analysis) -> pd.DataFrame:
         df[f"{c}_delta"] = df[f"{c}_after"] - df[f"{c}_before"]
         base = df[f"{c}_before"].where(df[f"{c}_before"] != 0)
         df[f"{c}_change"] = df[f"{c}_delta"] / base
+    df["within_noise"] = [_within_noise(row) for _, row in df.iterrows()]
     order = ["config_id", "name", "presence", "valid_before", "valid_after"]
     for c in COMPARED:
         order += [f"{c}_before", f"{c}_after", f"{c}_delta", f"{c}_change"]
+    order += ["capacity_lo_before", "capacity_hi_before", "capacity_lo_after", "capacity_hi_after", "within_noise"]
     return df[order].sort_values("config_id").reset_index(drop=True)
+
+
+def _interval(row: pd.Series, side: str) -> tuple[float, float] | None:
+    lo, hi = row[f"capacity_lo_{side}"], row[f"capacity_hi_{side}"]
+    return None if pd.isna(lo) or pd.isna(hi) else (float(lo), float(hi))
+
+
+def _within_noise(row: pd.Series):
+    before, after = _interval(row, "before"), _interval(row, "after")
+    return pd.NA if before is None or after is None else ties.overlaps(before, after)
 
 
 def compare_sweeps(before_dir: Path | str, after_dir: Path | str, *, pricing_csv: Path | str | None = None,
@@ -72,12 +88,21 @@ def _num(value, fmt: str) -> str:
 
 
 def format_comparison(df: pd.DataFrame) -> str:
-    """A plain-text table of the headline differences, one line per Config."""
-    lines = [f"{'config':<28} {'presence':<11} {'req/s at SLO':>24} {'p99 over run (ms)':>26}"]
+    """A plain-text table of the headline differences, one line per Config: for searched
+    capacities their intervals and whether they overlap, else the run's p99."""
+    searched = df["within_noise"].notna().any()
+    last = f"{ties.CI_LABEL} (req/s)" if searched else "p99 over run (ms)"
+    lines = [f"{'config':<28} {'presence':<11} {'req/s at SLO':>24} {last:>40}"]
     for row in df.itertuples(index=False):
         rps = f"{_num(row.slo_rps_before, '.1f')} -> {_num(row.slo_rps_after, '.1f')}"
         change = "" if pd.isna(row.slo_rps_change) else f" ({row.slo_rps_change:+.0%})"
-        p99 = f"{_num(row.p99_ms_run_before, '.0f')} -> {_num(row.p99_ms_run_after, '.0f')}"
-        p99_change = "" if pd.isna(row.p99_ms_run_change) else f" ({row.p99_ms_run_change:+.0%})"
-        lines.append(f"{str(row.name)[:28]:<28} {row.presence:<11} {rps + change:>24} {p99 + p99_change:>26}")
+        if searched:
+            spans = [f"{_num(getattr(row, f'capacity_lo_{s}'), '.1f')}-{_num(getattr(row, f'capacity_hi_{s}'), '.1f')}"
+                     for s in ("before", "after")]
+            word = "" if pd.isna(row.within_noise) else (", within noise" if row.within_noise else ", changed")
+            last = f"{spans[0]} -> {spans[1]}{word}"
+        else:
+            p99 = f"{_num(row.p99_ms_run_before, '.0f')} -> {_num(row.p99_ms_run_after, '.0f')}"
+            last = p99 + ("" if pd.isna(row.p99_ms_run_change) else f" ({row.p99_ms_run_change:+.0%})")
+        lines.append(f"{str(row.name)[:28]:<28} {row.presence:<11} {rps + change:>24} {last:>40}")
     return "\n".join(lines)

@@ -4,9 +4,10 @@ import shutil
 import pytest
 
 from analysis.analyze import analyze
-from analysis.compare import compare, compare_sweeps, read_comparison, write_comparison
+from analysis.compare import compare, compare_sweeps, format_comparison, read_comparison, write_comparison
 from analysis.errors import ResultsError
 from analysis.testdata.make_fixtures import FIXTURE_SWEEP
+from analysis.testdata.make_search_fixtures import FIXTURE_SEARCH
 from formats.slo import Slo
 
 
@@ -57,3 +58,27 @@ def test_comparison_without_its_schema_line_is_rejected_naming_the_file(tmp_path
     compare_sweeps(FIXTURE_SWEEP, FIXTURE_SWEEP).to_csv(path, index=False)  # the old, unversioned file
     with pytest.raises(ResultsError, match=r"compare\.csv: unknown schema line"):
         read_comparison(path)
+
+
+def test_searched_capacities_compare_by_their_intervals(tmp_path):
+    after = tmp_path / "after"
+    shutil.copytree(FIXTURE_SEARCH, after)
+    moved = sorted(p for p in after.iterdir() if (p / "run.json").is_file())[0]
+    rec = json.loads((moved / "run.json").read_text())
+    cap = rec["capacity"]
+    cap["rps"], cap["lo"], cap["hi"] = cap["rps"] * 2, cap["hi"] * 1.5, cap["hi"] * 3  # clear of the old interval
+    rec["capacity"] = cap
+    (moved / "run.json").write_text(json.dumps(rec))
+    df = compare(analyze(FIXTURE_SEARCH), analyze(after)).set_index("config_id")
+    assert not df.loc[moved.name, "within_noise"]
+    others = df.drop(index=moved.name)
+    assert others["within_noise"].astype(bool).all()
+    text = format_comparison(df.reset_index())
+    assert "95% CI (req/s)" in text and "changed" in text and "within noise" in text
+
+
+def test_runs_without_intervals_compare_by_p99():
+    a = analyze(FIXTURE_SWEEP)
+    df = compare(a, a)
+    assert df["within_noise"].isna().all()
+    assert "p99 over run (ms)" in format_comparison(df)
