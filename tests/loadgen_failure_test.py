@@ -20,12 +20,13 @@ PATH = "/v1/models/m:predict"
 
 @pytest.mark.parametrize("transport", ["aiohttp", "fast"])
 def test_server_killed_mid_run(tmp_path, transport):
-    with running_server("--delay-ms", "5") as (url, proc):
+    # the server dies as request 61 of 150 arrives (a count, not a timer: a timer started
+    # beside run() raced the generator's own start-up on a loaded machine)
+    with running_server("--delay-ms", "5", "--exit-after", "60") as (url, _):
         options = RunOptions(targets=(url + PATH,),
                              profile=Profile(kind="constant", rate=50.0, duration_s=3.0),
                              payload="b64", max_in_flight=64, timeout_s=5.0,
                              transport=transport)
-        threading.Timer(1.2, proc.kill).start()
         started = time.monotonic()
         result = run(options, str(tmp_path))
     assert time.monotonic() - started < 10.0
@@ -33,13 +34,22 @@ def test_server_killed_mid_run(tmp_path, transport):
     assert rec == result.record and rec["complete"] is True
     totals = rec["totals"]
     assert totals["scheduled"] == 150 and totals["sent"] == 150
-    assert 30 <= totals["ok"] <= 90
+    assert 55 <= totals["ok"] <= 60  # those in flight when it died fail
     assert totals["error_classes"]["connect"] >= 50
     assert totals["ok"] + totals["errors"] == 150
     rows = read_series(tmp_path / "series.csv")
     assert sum(int(r["ok"]) for r in rows) == totals["ok"]
     assert "connect:" in rows[-2]["error_classes"] or "connect:" in rows[-1]["error_classes"]
     assert sum(hlog_counts(str(tmp_path / "latency.hlog"))) == totals["ok"]
+
+
+def _seconds_on_disk(out) -> int:
+    """Whole seconds the generator has flushed to all of series.csv and both hlogs."""
+    files = [out / "series.csv", out / "latency.hlog", out / "latency_uncorrected.hlog"]
+    if not all(f.exists() for f in files):
+        return 0
+    rows = len(files[0].read_text().splitlines()) - 2  # the header, and a second being written
+    return min(rows, len(hlog_counts(str(files[1]))), len(hlog_counts(str(files[2]))))
 
 
 def test_generator_killed_with_sigkill_leaves_parseable_files(tmp_path):
@@ -51,8 +61,7 @@ def test_generator_killed_with_sigkill_leaves_parseable_files(tmp_path):
             env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 30
-            while not ((out / "series.csv").exists() and len(
-                    (out / "series.csv").read_text().splitlines()) >= 5):  # until 3 seconds are on disk
+            while _seconds_on_disk(out) < 3:  # in every file: each is flushed on its own
                 assert gen.poll() is None, gen.stderr.read()
                 if time.monotonic() > deadline:
                     pytest.fail("the generator had not written 3 seconds of series.csv after 30 s")

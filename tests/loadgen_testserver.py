@@ -9,6 +9,8 @@ gRPC port on the second).
                                              every freeze-every seconds (a stalled server)
   --grpc                                     also serve PredictionService/Predict over
                                              gRPC (grpc.aio, same loop, same delays)
+  --exit-after N                             the process dies (os._exit, as if killed) when
+                                             request N+1 arrives: exactly N were answered
 
 POST /v1/models/<name>:predict answers {"predictions": [[...]]} after its delay
 (names starting with "zero" answer at once and are not recorded: the path's own cost).
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import socket
 import sys
 import time
@@ -46,10 +49,13 @@ class Delays:
         self.sequence = delays_ms(args.delay_ms, args.delay_sigma, args.seed, 200_000)
         self.served: list[float] = []  # delays drawn, in arrival order
         self.held: list[float] = []  # how long each request was actually held (sleep overshoot too)
+        self.exit_after = args.exit_after
 
     async def hold(self, model: str, started: float) -> None:
         if model.startswith("zero"):  # calibration: no delay, not recorded
             return
+        if self.exit_after and len(self.served) >= self.exit_after:
+            os._exit(0)  # a server dying mid-run: every socket closes at once, nothing flushed
         delay = float(self.sequence[len(self.served) % self.sequence.size])
         self.served.append(delay)
         if delay > 0:
@@ -150,6 +156,7 @@ def main(argv=None) -> None:
     p.add_argument("--freeze-s", type=float, default=1.0)
     p.add_argument("--max-lifetime-s", type=float, default=120.0)
     p.add_argument("--grpc", action="store_true")
+    p.add_argument("--exit-after", type=int, default=0)
     args = p.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args))
