@@ -17,7 +17,9 @@ second, how many were over the latency bound, what was in flight) and ``ProbeRul
 - Backlog: above capacity the queue grows without bound, so a probe whose requests in
   flight *and* mean latency keep rising (block means, slope beyond noise, and fast
   enough to add half the bound's waiting within ``max_s``) FAILS whatever its p99 says
-  so far.
+  so far. Six block means of a queue near capacity are themselves correlated (its
+  relaxation time is many seconds), so a slope's t-test on them is over-confident: the
+  trend is tested at ``TREND_ERROR_SHARE`` of the look's error (``trend_confidence``).
 - At ``max_s`` a probe still undecided is decided on its point estimate and marked
   ``marginal``.
 """
@@ -38,6 +40,11 @@ LADDER = (1.0, 0.5, 0.25, 0.125)  # latency levels (x the SLO's bound) whose clu
 MIN_EVENTS = 10  # a ladder rung with fewer exceedances tells nothing about clustering
 MIN_BLOCKS = 10  # batch means need at least this many blocks
 TREND_BLOCKS = 6  # the backlog trend is fitted on this many block means
+# the trend test's share of a look's error: at the look's own error, a 40 s probe at 0.9x
+# the stand-in's capacity (one 65 ms FIFO server, p99 <= 1 s) FAILED on a "rising" backlog
+# in 5% of probes, at a tenth of it in 1.7%, while 5% past raw capacity still FAILS on it
+# by 17 s (tests/probe_truth_test.py)
+TREND_ERROR_SHARE = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +85,10 @@ class ProbeRules:
     @property
     def look_confidence(self) -> float:
         return 1.0 - (1.0 - self.confidence) / len(self.looks)
+
+    @property
+    def trend_confidence(self) -> float:
+        return 1.0 - (1.0 - self.look_confidence) * TREND_ERROR_SHARE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,7 +179,7 @@ def decide(seconds: Sequence[Second], rules: ProbeRules, *, final: bool = False)
         f = 1.0
     lat = verdict.judge(n, over, p=rules.p, confidence=conf, inflation_factor=f)
     err = verdict.judge(n, errors, p=1.0 - rules.error_rate, confidence=conf, inflation_factor=f)
-    rising, slope = backlog_rising(post, rules, conf)
+    rising, slope = backlog_rising(post, rules, rules.trend_confidence)
 
     def done(outcome: str, reason: str, marginal: bool = False) -> Decision:
         return Decision(outcome, marginal, reason, n, over, errors, f, lat.lower, lat.upper, slope)

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from sweep.probe import ProbeRules, Second, decide
+from sweep.probe import TREND_ERROR_SHARE, ProbeRules, Second, decide
 from sweep.verdict import FAIL, PASS, UNDECIDED
 
 
@@ -20,6 +20,7 @@ def test_looks_grow_geometrically_and_end_at_max():
     rules = ProbeRules(latency_ms=100, min_s=13, max_s=40)
     assert rules.looks == (13, 17, 21, 26, 32, 40)
     assert rules.look_confidence == pytest.approx(1 - 0.05 / 6)
+    assert rules.trend_confidence == pytest.approx(1 - 0.05 / 6 * TREND_ERROR_SHARE)
     with pytest.raises(ValueError):
         ProbeRules(latency_ms=100, transient_s=13, min_s=13)
 
