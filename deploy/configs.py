@@ -15,7 +15,7 @@ from formats.results import DEFAULT_PROTOCOL
 from formats.slo import Slo
 from serving.config import ServingConfig
 
-__all__ = ["ClusterOptions", "Config", "NodeShape", "Slo", "SpecError", "Sweep", "config_id"]
+__all__ = ["ClusterOptions", "Config", "GeneratorPool", "NodeShape", "Slo", "SpecError", "Sweep", "config_id"]
 
 
 class SpecError(ValueError):
@@ -44,6 +44,46 @@ class NodeShape:
         }
 
 
+TOLERATION_KEYS = ("key", "operator", "value", "effect", "tolerationSeconds")
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorPool:
+    """Where in-cluster generator agents may run (``cluster.generator_pool``)."""
+
+    node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+
+    @classmethod
+    def parse(cls, value: Any) -> GeneratorPool:
+        """``cluster.generator_pool`` of a spec: ``node_selector`` (label: value) and
+        ``tolerations`` (Kubernetes Toleration fields); ValueError naming the field."""
+        if value is None:
+            return cls()
+        if not isinstance(value, Mapping):
+            raise ValueError("generator_pool: must be a mapping with node_selector and/or tolerations")
+        unknown = sorted(set(value) - {"node_selector", "tolerations"})
+        if unknown:
+            raise ValueError(f"generator_pool.{unknown[0]}: unknown field (node_selector, tolerations)")
+        selector = value.get("node_selector") or {}
+        if not isinstance(selector, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                         for k, v in selector.items()):
+            raise ValueError("generator_pool.node_selector: must map label names to string values")
+        tolerations = value.get("tolerations") or []
+        if not isinstance(tolerations, list):
+            raise ValueError("generator_pool.tolerations: must be a list")
+        out = []
+        for i, t in enumerate(tolerations):
+            where = f"generator_pool.tolerations[{i}]"
+            if not isinstance(t, Mapping) or not t:
+                raise ValueError(f"{where}: must be a mapping of {', '.join(TOLERATION_KEYS)}")
+            bad = sorted(set(t) - set(TOLERATION_KEYS))
+            if bad:
+                raise ValueError(f"{where}.{bad[0]}: unknown field ({', '.join(TOLERATION_KEYS)})")
+            out.append(dict(t))
+        return cls(node_selector=dict(selector), tolerations=tuple(out))
+
+
 @dataclasses.dataclass(frozen=True)
 class ClusterOptions:
     """Where and how cluster Configs are deployed (not part of a Config's identity)."""
@@ -51,6 +91,7 @@ class ClusterOptions:
     namespace: str = "servesweep"
     service_type: str = "ClusterIP"
     system_reserved_cpu: int = 1
+    generator_pool: GeneratorPool = GeneratorPool()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from deploy.configs import ClusterOptions, Config, NodeShape, Slo, SpecError, Sweep, config_id
+from deploy.configs import ClusterOptions, Config, GeneratorPool, NodeShape, Slo, SpecError, Sweep, config_id
 from formats import units
 from formats.results import DEFAULT_PROTOCOL, PROTOCOLS
 from formats.slo import SloError
@@ -73,6 +73,7 @@ SHAPE_FIELDS = (
 # Matrix keys that are not ServingConfig fields.
 SPECIAL_KEYS = ("shape", "replicas", "batching", "protocol")
 BATCHING_OFF = "off"
+DEFAULT_LOCK = "../images.lock.json"  # image.lock, relative to the spec
 # Short forms for readable Config names.
 NAME_ABBREV = {
     "inter_op": "inter",
@@ -96,6 +97,16 @@ def load_sweep(path: str | Path, *, lock_path: str | Path | None = None) -> Swee
     except yaml.YAMLError as e:
         raise SpecError(f"{p}: not valid YAML ({e})") from None
     return parse_sweep(doc, source=str(p), base_dir=p.parent, lock_path=lock_path)
+
+
+def _lock_file(base_dir: Path, image: Mapping[str, Any], lock_path: str | Path | None) -> Path:
+    return Path(os.path.normpath(Path(lock_path) if lock_path else base_dir / image.get("lock", DEFAULT_LOCK)))
+
+
+def lock_file(sweep: Sweep, lock_path: str | Path | None = None) -> Path:
+    """The image lock a loaded sweep reads (``lock_path`` when given, else its image.lock)."""
+    image = sweep.spec.get("image")
+    return _lock_file(Path(sweep.source).parent, image if isinstance(image, Mapping) else {}, lock_path)
 
 
 def parse_sweep(
@@ -181,7 +192,7 @@ class _Parser:
 
     def cluster(self, value: Any, backend: str) -> ClusterOptions:
         d = self.mapping(value, "cluster")
-        unknown = sorted(set(d) - {"namespace", "service_type", "system_reserved_cpu"})
+        unknown = sorted(set(d) - {"namespace", "service_type", "system_reserved_cpu", "generator_pool"})
         if unknown:
             raise self.fail(f"cluster.{unknown[0]}", "unknown field")
         ns = d.get("namespace", "servesweep")
@@ -192,7 +203,12 @@ class _Parser:
             raise self.fail("cluster.service_type", f"must be ClusterIP, LoadBalancer or NodePort, got {svc!r}")
         reserved = d.get("system_reserved_cpu", 1 if backend == "cluster" else 0)
         reserved = self.positive_int(reserved, "cluster.system_reserved_cpu", minimum=0)
-        return ClusterOptions(namespace=ns, service_type=svc, system_reserved_cpu=reserved)
+        try:
+            pool = GeneratorPool.parse(d.get("generator_pool"))
+        except ValueError as e:
+            field, _, why = str(e).partition(": ")
+            raise self.fail(f"cluster.{field}", why) from None
+        return ClusterOptions(namespace=ns, service_type=svc, system_reserved_cpu=reserved, generator_pool=pool)
 
     def slo(self, value: Any) -> Slo:
         """The one SLO record (formats.slo): what the report would refuse is refused here,
@@ -330,8 +346,7 @@ class _Parser:
         name = d.get("name")
         if not isinstance(name, str) or not name:
             raise self.fail("image", "needs ref (REPO@sha256:...) or name (a key of the image lock)")
-        lock_file = Path(self.lock_path) if self.lock_path else self.base_dir / d.get("lock", "../images.lock.json")
-        lock_file = Path(os.path.normpath(lock_file))
+        lock_file = _lock_file(self.base_dir, d, self.lock_path)
         try:
             return image_lock.resolve(image_lock.read_lock(lock_file), name, lock_path=str(lock_file)).ref, ""
         except image_lock.ImageLockError as e:
