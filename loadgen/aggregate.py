@@ -64,3 +64,46 @@ class Aggregator:
         if self.until is not None and not self.ended and self.until(interval):
             self.ended = True
             self.end()
+
+
+class Merger:
+    """The seconds of ``n`` sources (worker processes, agents) that each send every n-th
+    arrival, merged losslessly: second t goes to ``aggregator`` once every source has
+    reported t or has finished, so a second is never written with a share missing while
+    its source still runs."""
+
+    def __init__(self, n: int, aggregator: Aggregator) -> None:
+        self.n = n
+        self.aggregator = aggregator
+        self.pending: dict[int, Interval] = {}
+        self.reported = dict.fromkeys(range(n), 0)  # the last second each source sent
+        self.finished: dict[int, dict | None] = {}  # None: failed or died
+        self.next_t = 1
+
+    def interval(self, source: int, interval: Interval) -> None:
+        self.reported[source] = interval.t_s
+        if interval.t_s in self.pending:
+            self.pending[interval.t_s].merge(interval)
+        else:
+            self.pending[interval.t_s] = interval
+        self._flush()
+
+    def finish(self, source: int, done: dict | None) -> None:
+        """``source`` sent its last second (``done``: its closing record; None: it failed)."""
+        self.finished.setdefault(source, done)
+        self._flush()
+
+    @property
+    def all_finished(self) -> bool:
+        return len(self.finished) == self.n
+
+    def drain(self) -> None:
+        """Every second still held, in order (at the end)."""
+        for t in sorted(self.pending):
+            self.aggregator.add(self.pending.pop(t))
+
+    def _flush(self) -> None:
+        while self.next_t in self.pending and all(
+                self.reported[s] >= self.next_t or s in self.finished for s in range(self.n)):
+            self.aggregator.add(self.pending.pop(self.next_t))
+            self.next_t += 1

@@ -50,14 +50,16 @@ def prewarm_connections(options: RunOptions) -> int:
 
 def finish(writer: ResultsWriter, options: RunOptions, *, started: float, elapsed_s: float,
            complete: bool, scheduler: dict | None, cpu: hostcpu.Usage | None,
-           extra_reasons: list[str] | tuple[str, ...] = (), ended_s: float | None = None) -> dict:
+           extra_reasons: list[str] | tuple[str, ...] = (), ended_s: float | None = None,
+           generators: dict | None = None) -> dict:
     """The run's last step, the same in every process layout: run.json, judged by
-    ``options``' rules, with how sends were timed and who used the CPUs."""
+    ``options``' rules, with how sends were timed and who used the CPUs (``generators``:
+    the agents that shared it, when it ran on agents)."""
     return writer.finish(ended_at_epoch=started + elapsed_s, elapsed_s=elapsed_s, complete=complete,
                          max_send_lag_ms=options.max_send_lag_ms,
                          slo_latency_ms=options.slo_latency_ms, warmup_s=options.warmup_s,
                          extra_reasons=extra_reasons, scheduler=scheduler, ended_s=ended_s,
-                         host_cpu=cpu.record() if cpu else None)
+                         host_cpu=cpu.record() if cpu else None, generators=generators)
 
 
 def new_loop(kind: str) -> asyncio.AbstractEventLoop:

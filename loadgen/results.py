@@ -236,7 +236,7 @@ class ResultsWriter:
                max_send_lag_ms: float | None = None, slo_latency_ms: float | None = None,
                warmup_s: float = 0.0, extra_reasons: list[str] | tuple[str, ...] = (),
                scheduler: dict | None = None, host_cpu: dict | None = None,
-               ended_s: float | None = None) -> dict:
+               ended_s: float | None = None, generators: dict | None = None) -> dict:
         """Write the final run.json, close the files and return the run record.
 
         ``ended_s``: the caller's rule ended the run at this offset of its schedule (the
@@ -244,7 +244,8 @@ class ResultsWriter:
         says ``"rule"``, else ``"schedule"`` (or ``"stop"`` when incomplete).
 
         ``max_send_lag_ms`` / ``slo_latency_ms``: see ``send_lag_bound``. ``host_cpu``:
-        what the machine's CPUs did meanwhile (``hostcpu.Usage.record()``).
+        what the machine's CPUs did meanwhile (``hostcpu.Usage.record()``). ``generators``:
+        the agents that shared the run (``loadgen.remote``).
         """
         duration_s = float(self.header.get("profile", {}).get("duration_s") or elapsed_s)
         if ended_s is not None:
@@ -268,6 +269,8 @@ class ResultsWriter:
             record["scheduler"] = scheduler
         if host_cpu is not None:
             record["host_cpu"] = host_cpu
+        if generators is not None:
+            record["generators"] = generators
         if extra_reasons:
             record["validity"]["valid"] = False
             record["validity"]["reasons"] = record["validity"]["reasons"] + list(extra_reasons)

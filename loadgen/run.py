@@ -1,6 +1,7 @@
 """Library entry: ``run(options, out_dir, ...) -> RunResult`` (used by the CLI and the sweep).
 
-One worker runs in this process; more run in worker processes (``workers``). The options
+One worker runs in this process; more run in worker processes (``workers``), or the
+arrivals are shared by generator agents (``agents``: ``loadgen.remote``). The options
 (``options``), the engine's setup (``launch``) and the per-second aggregation (``aggregate``)
 live in their own modules; the names callers use are re-exported here.
 """
@@ -12,9 +13,9 @@ import dataclasses
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from loadgen import hostcpu, transports, workers
+from loadgen import hostcpu, remote, transports, workers
 from loadgen import payload as payload_mod
 from loadgen.aggregate import Aggregator, Progress, Until
 from loadgen.launch import START_LEAD_S, finish, frozen_heap, make_engine, new_loop
@@ -47,7 +48,8 @@ def default_server_identity() -> dict:
 def run(options: RunOptions, out_dir: str, *, config_record: dict | None = None,
         server_identity: dict | None = None,
         on_progress: Callable[[Progress], None] | None = None,
-        choice: transports.Choice | None = None, until: Until | None = None) -> RunResult:
+        choice: transports.Choice | None = None, until: Until | None = None,
+        agents: Sequence[remote.AgentLink] | None = None) -> RunResult:
     """Measure one target with ``options``; write results into ``out_dir``.
 
     Ctrl-C (SIGINT) or SIGTERM during the run ends it cleanly: the files are complete
@@ -56,13 +58,18 @@ def run(options: RunOptions, out_dir: str, *, config_record: dict | None = None,
     has it already. ``until``: shown each second (merged across workers, already written);
     when it returns True the schedule is cut there, the requests in flight are waited for,
     and run.json says ``"ended_by": "rule"`` with the schedule's window that ran.
+    ``agents``: generator agents that share the arrivals (``options.workers`` is then
+    their count; each agent chooses its own transport); run.json's ``generators`` says
+    which, and how well their clocks agreed.
     """
     choice = choice or choose_transport(options)
     body = payload_mod.load(options.payload, protocol=options.protocol, model=options.grpc_model)
     header = {"config": config_record, "server": server_identity or default_server_identity(),
               "profile": options.profile.to_dict(), "payload": body.record(),
               "targets": list(options.targets), "options": options.record() | choice.record()}
-    if options.workers > 1:
+    if agents:
+        record = remote.run_remote(options, agents, body, out_dir, header, on_progress, until)
+    elif options.workers > 1:
         record = workers.run_workers(options, choice, body, out_dir, header, on_progress, until)
     else:
         record = _run_inprocess(options, choice, body, out_dir, header, on_progress, until)

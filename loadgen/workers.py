@@ -15,7 +15,7 @@ import signal
 import time
 
 from loadgen import hostcpu
-from loadgen.aggregate import Aggregator
+from loadgen.aggregate import Aggregator, Merger
 from loadgen.engine import merge_scheduler
 from loadgen.launch import START_LEAD_S, finish, frozen_heap, make_engine, new_loop
 from loadgen.recorder import Interval
@@ -24,7 +24,7 @@ from loadgen.results import ResultsWriter
 READY_TIMEOUT_S = 60.0
 
 
-def _worker_main(options, choice, body, index, q, go, t0_value, stop_flag, end_flag) -> None:
+def worker_main(options, choice, body, index, q, go, t0_value, stop_flag, end_flag) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         engine = make_engine(options, choice, body, lambda iv: q.put(
@@ -33,7 +33,11 @@ def _worker_main(options, choice, body, index, q, go, t0_value, stop_flag, end_f
             stop, end = asyncio.Event(), asyncio.Event()
 
             async def watch():
+                parent = mp.parent_process()
                 while not stop_flag.is_set() and not end_flag.is_set():
+                    if parent is not None and not parent.is_alive():  # nobody to report to
+                        stop_flag.set()
+                        break
                     await asyncio.sleep(0.05)
                 (stop if stop_flag.is_set() else end).set()
 
@@ -48,6 +52,9 @@ def _worker_main(options, choice, body, index, q, go, t0_value, stop_flag, end_f
             with frozen_heap():  # collected before "ready": the origin is chosen after
                 q.put(("ready", index, None))
                 go.wait()
+                if stop_flag.is_set():  # stopped before the origin was given: t0 is not set
+                    q.put(("failed", index, "stopped before the start"))
+                    return
                 cpu0 = hostcpu.self_cpu_s()
                 stats = runner.run(main())
         q.put(("done", index, {"elapsed_s": stats.elapsed_s,
@@ -66,7 +73,7 @@ def run_workers(options, choice, body, out_dir, header, on_progress, until=None)
     go, stop_flag, end_flag = ctx.Event(), ctx.Event(), ctx.Event()
     t0_value = ctx.Value("d", 0.0)
     n = options.workers
-    procs = [ctx.Process(target=_worker_main, name=f"loadgen-worker-{i}", daemon=True,
+    procs = [ctx.Process(target=worker_main, name=f"loadgen-worker-{i}", daemon=True,
                          args=(options, choice, body, i, q, go, t0_value, stop_flag, end_flag))
              for i in range(n)]
     for p in procs:
@@ -96,42 +103,28 @@ def run_workers(options, choice, body, out_dir, header, on_progress, until=None)
         t0_value.value = time.monotonic() + START_LEAD_S
         started = time.time() + START_LEAD_S
         writer.start(started)
-        agg = Aggregator(writer, options.profile, on_progress, until, end_flag.set)
+        merger = Merger(n, Aggregator(writer, options.profile, on_progress, until, end_flag.set))
         go.set()
-        pending: dict[int, tuple[Interval, set]] = {}
-        reported: dict[int, int] = {i: 0 for i in range(n)}  # last second each sent
-        finished: dict[int, dict | None] = {}
-        next_t = 1
         while True:
             try:
                 kind, i, data = q.get(timeout=0.2)
             except queue_mod.Empty:
                 kind = None
             if kind == "interval":
-                iv = Interval.from_wire(data)
-                reported[i] = iv.t_s
-                if iv.t_s in pending:
-                    pending[iv.t_s][0].merge(iv)
-                    pending[iv.t_s][1].add(i)
-                else:
-                    pending[iv.t_s] = (iv, {i})
+                merger.interval(i, Interval.from_wire(data))
             elif kind == "done":
-                finished[i] = data
+                merger.finish(i, data)
             elif kind == "failed":
-                finished[i] = None
                 failures.append(f"worker {i} failed: {data}")
+                merger.finish(i, None)
             for idx, p in enumerate(procs):
-                if idx not in finished and not p.is_alive() and q.empty():
-                    finished[idx] = None
+                if idx not in merger.finished and not p.is_alive() and q.empty():
                     failures.append(f"worker {idx} died (exit code {p.exitcode})")
-            while next_t in pending and all(
-                    reported[w] >= next_t or w in finished for w in range(n)):
-                agg.add(pending.pop(next_t)[0])
-                next_t += 1
-            if len(finished) == n:
+                    merger.finish(idx, None)
+            if merger.all_finished:
                 break
-        for t in sorted(pending):
-            agg.add(pending.pop(t)[0])
+        merger.drain()
+        finished = merger.finished
         elapsed = max((d["elapsed_s"] for d in finished.values() if d), default=0.0)
         stopped = bool(interrupted) or any(d and d["stopped_early"] for d in finished.values())
         schedulers = [d["scheduler"] for d in finished.values() if d]
