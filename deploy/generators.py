@@ -1,7 +1,7 @@
 """The in-cluster load generators' manifests: an Indexed Job of agents and the RBAC a sweep needs.
 
 A cluster sweep measures the Service from inside the cluster: ``count`` generator agents
-(``loadgen agent``, one pod each) run as a Job with ``completionMode: Indexed``, so each
+(``//loadgen:agent``, one pod each) run as a Job with ``completionMode: Indexed``, so each
 pod knows its index (``JOB_COMPLETION_INDEX``, set by Kubernetes) and sends every
 ``count``-th arrival of the common schedule; a pod that dies is replaced with the same
 index. The pods are Guaranteed (requests = limits, whole CPUs), placed in the spec's
@@ -26,18 +26,16 @@ import yaml
 
 from deploy.configs import ClusterOptions
 from deploy.render import BASE_DIR, HEADER, RenderError, split_image
+from formats.agent import AGENT_PORT, COUNT_ENV, READY_PATH
 from serving.image import lock as image_lock
 
 JOB_NAME = "servesweep-generators"
 AGENT_CONTAINER = "agent"
-AGENT_PORT = 8600  # the agent's control API (loadgen agent --port)
 AGENT_LABELS = {"app.kubernetes.io/name": "servesweep-generator", "app.kubernetes.io/part-of": "servesweep"}
 AGENT_ACCOUNT = "servesweep-generator"  # no Role: an agent calls no API
 CONTROLLER_ACCOUNT = "servesweep-controller"  # the sweep's identity in the namespace
 CONTROLLER_ROLE = "servesweep-sweep"
 LOCK_NAME = "servesweep-loadgen"  # the generator image's key in deploy/images.lock.json
-COUNT_ENV = "SERVESWEEP_GENERATORS"  # how many agents share the schedule
-INDEX_ENV = "JOB_COMPLETION_INDEX"  # set by Kubernetes for an Indexed Job's pods
 RUN_AS = 65532
 TTL_AFTER_FINISHED_S = 600  # a Job the sweep could not delete goes away by itself
 
@@ -116,10 +114,10 @@ def job(spec: GeneratorJob, options: ClusterOptions) -> dict[str, Any]:
             "name": AGENT_CONTAINER,
             "image": spec.image,
             "imagePullPolicy": "IfNotPresent",
-            "args": ["agent", "--port", str(AGENT_PORT)],
+            "args": ["--port", str(AGENT_PORT)],  # the image's entrypoint is the agent (//loadgen:agent)
             "env": [{"name": COUNT_ENV, "value": str(spec.count)}],
             "ports": [{"name": "control", "containerPort": AGENT_PORT}],
-            "readinessProbe": {"httpGet": {"path": "/ready", "port": "control"}, "periodSeconds": 2},
+            "readinessProbe": {"httpGet": {"path": READY_PATH, "port": "control"}, "periodSeconds": 2},
             "resources": {"requests": dict(resources), "limits": dict(resources)},
             "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                 "privileged": False, "capabilities": {"drop": ["ALL"]}},

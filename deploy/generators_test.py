@@ -1,3 +1,5 @@
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -5,8 +7,11 @@ import yaml
 
 from deploy import cluster, generators, render, spec
 from deploy.configs import GeneratorPool
+from deploy.k8s_double import KubeApiDouble
 from deploy.render import RenderError
+from formats.agent import COUNT_ENV
 from serving.image import lock
+from tools.python.required import required_tool
 
 SWEEPS = Path(__file__).resolve().parent / "sweeps"
 DIGEST = "sha256:" + "a" * 64
@@ -42,7 +47,7 @@ def test_the_job_is_indexed_guaranteed_restricted_and_kept_off_the_servers():
     (ctr,) = pod["containers"]
     assert ctr["image"] == IMAGE
     assert ctr["resources"]["requests"] == ctr["resources"]["limits"] == {"cpu": "2", "memory": "2048Mi"}
-    assert {"name": generators.COUNT_ENV, "value": "2"} in ctr["env"]
+    assert {"name": COUNT_ENV, "value": "2"} in ctr["env"]
     assert ctr["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert ctr["securityContext"]["allowPrivilegeEscalation"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -120,3 +125,23 @@ def test_the_image_comes_from_the_lock_or_must_be_pinned(tmp_path):
 def test_a_bad_pool_is_refused_naming_its_field(pool, field):
     with pytest.raises(spec.SpecError, match=f": {field}: ".replace("[", r"\[").replace("]", r"\]")):
         _seed(generator_pool=pool)
+
+
+def test_kubectl_accepts_the_job_and_rbac_in_a_client_dry_run(tmp_path):
+    # kubectl maps each kind through the API double's discovery and finds none of them
+    # there (a client dry run creates nothing); the schemas were checked strictly above
+    kubectl = required_tool("kubectl", what="kubectl", install="the machine image's kubectl 1.32")
+    sweep = _seed(generator_pool=POOL)
+    directory = generators.render(generators.GeneratorJob(2, IMAGE, sweep.id), sweep.cluster, tmp_path)
+    with KubeApiDouble() as api:
+        r = subprocess.run([kubectl, "--server", api.url, "apply", "--dry-run=client", "--validate=false",
+                            "-f", str(directory / "rbac.yaml"), "-f", str(directory / "job.yaml")],
+                           capture_output=True, text=True, timeout=120, env={**os.environ, "KUBECONFIG": os.devnull})
+        assert r.returncode == 0, r.stderr
+        assert api.objects == {}  # nothing was created
+    assert sorted(r.stdout.split("\n")[:-1]) == sorted([
+        "serviceaccount/servesweep-generator created (dry run)",
+        "serviceaccount/servesweep-controller created (dry run)",
+        "role.rbac.authorization.k8s.io/servesweep-sweep created (dry run)",
+        "rolebinding.rbac.authorization.k8s.io/servesweep-sweep created (dry run)",
+        "job.batch/servesweep-generators created (dry run)"])

@@ -12,7 +12,13 @@ backend can be tested here where no API server can run:
   ``lb_after_polls`` reads; standing in for the cloud load balancer, the double maps
   the Service's ``rest`` port to its own listener, where
 * ``GET /v1/models/<name>`` answers like TF Serving's model status: LOADING for
-  ``model_loading_polls`` reads, then AVAILABLE.
+  ``model_loading_polls`` reads, then AVAILABLE;
+* a Job (batch/v1, Indexed) gets one Pod per index, each a local process that
+  ``start_pod(job, index)`` starts (a ``PodProcess``: its port, whether it is alive, how
+  to kill it); a pod whose process died is replaced, as the Job controller does, by a
+  new pod with the same index; the pod proxy
+  (``/api/v1/namespaces/NS/pods/NAME:PORT/proxy/PATH``) forwards to that process, and
+  deleting the Job kills its pods.
 
 Every request is logged in ``requests`` as (method, path, content type, query).
 """
@@ -23,7 +29,10 @@ import copy
 import json
 import re
 import threading
+import urllib.error
+import urllib.request
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,12 +43,26 @@ _COLLECTIONS = {
     ("", "pods"): "Pod",
     ("apps/v1", "deployments"): "Deployment",
     ("policy/v1", "poddisruptionbudgets"): "PodDisruptionBudget",
+    ("batch/v1", "jobs"): "Job",
+    ("", "serviceaccounts"): "ServiceAccount",
+    ("rbac.authorization.k8s.io/v1", "roles"): "Role",
+    ("rbac.authorization.k8s.io/v1", "rolebindings"): "RoleBinding",
 }
 _NAMESPACED = re.compile(
-    r"^/(?:api/v1|apis/(?P<group>apps/v1|policy/v1))/namespaces/(?P<ns>[^/]+)/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?$"
+    r"^/(?:api/v1|apis/(?P<group>apps/v1|policy/v1|batch/v1|rbac\.authorization\.k8s\.io/v1))/namespaces/(?P<ns>[^/]+)/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?$"
 )
 _NAMESPACE = re.compile(r"^/api/v1/namespaces/(?P<name>[^/]+)$")
 _MODEL = re.compile(r"^/v1/models/(?P<model>[^/:]+)$")
+_POD_PROXY = re.compile(
+    r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<pod>[^/:]+)(?::(?P<port>\d+))?/proxy(?P<rest>/.*)?$")
+INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
+
+
+class PodProcess:
+    """What ``start_pod`` returns: a local process standing in for one pod."""
+
+    def __init__(self, port: int, alive: Callable[[], bool], kill: Callable[[], None]) -> None:
+        self.port, self.alive, self.kill = port, alive, kill
 
 
 class KubeApiDouble:
@@ -52,11 +75,16 @@ class KubeApiDouble:
         lb_after_polls: int = 1,
         model_loading_polls: int = 1,
         stuck_reason: str | None = None,
+        start_pod: Callable[[dict[str, Any], int], PodProcess] | None = None,
     ) -> None:
         self.ready_after_polls = ready_after_polls
         self.lb_after_polls = lb_after_polls
         self.model_loading_polls = model_loading_polls
         self.stuck_reason = stuck_reason
+        self.start_pod = start_pod
+        self.pods: dict[tuple[str, str], tuple[dict[str, Any], PodProcess]] = {}  # (ns, name) -> (Pod, process)
+        self.replaced = 0  # pods the "Job controller" put in place of dead ones
+        self._pending: list[tuple[tuple[str, str, str], dict[str, Any], int]] = []  # pods to start
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.requests: list[tuple[str, str, str, dict[str, list[str]]]] = []
         self._polls: dict[tuple[str, str, str], int] = {}
@@ -78,6 +106,10 @@ class KubeApiDouble:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            for _, process in self.pods.values():
+                process.kill()
+            self.pods.clear()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
@@ -109,9 +141,21 @@ class KubeApiDouble:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 ctype = self.headers.get("Content-Type", "")
+                proxy = _POD_PROXY.match(parts.path)
+                if proxy:  # forwarded without the lock: an agent may take seconds to answer
+                    with double._lock:
+                        double.requests.append((method, parts.path, ctype, query))
+                    code, data = double._proxy(method, proxy, parts.query, ctype, body)
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 with double._lock:
                     double.requests.append((method, parts.path, ctype, query))
                     code, out = double._route(method, parts.path, query, ctype, body)
+                double._launch_pending()  # pods start outside the lock: a process takes a while
                 self._send(code, out)
 
             def do_GET(self) -> None:
@@ -132,6 +176,8 @@ class KubeApiDouble:
         return Handler
 
     def _route(self, method: str, path: str, query: dict, ctype: str, body: bytes) -> tuple[int, dict]:
+        if method == "GET" and path.rstrip("/") in _discovery():
+            return 200, _discovery()[path.rstrip("/")]
         m = _MODEL.match(path)
         if m and method == "GET":
             return self._model_status(m["model"])
@@ -171,6 +217,8 @@ class KubeApiDouble:
                         port["port"] = self.port  # stands in for the load balancer's port
             self.objects[key] = obj
             self._polls[key] = 0
+            if key[0] == "Job" and old is None:
+                self._start_job(key, obj)
             return 201 if old is None else 200, obj
         if key not in self.objects:
             return _status(404, f'{key[0].lower()}s "{key[2]}" not found', reason="NotFound")
@@ -179,6 +227,8 @@ class KubeApiDouble:
             return 200, self._with_status(key)
         if method == "DELETE":
             self.objects.pop(key)
+            if key[0] == "Job":
+                self._delete_job_pods(key)
             return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
         return _status(405, "method not allowed")
 
@@ -203,7 +253,10 @@ class KubeApiDouble:
     def _list(self, kind: str, ns: str, query: dict) -> tuple[int, dict]:
         if kind != "Pod":
             return _status(405, "the double lists pods only")
-        items = []
+        self._replace_dead_pods()
+        selector = dict(p.split("=", 1) for p in (query.get("labelSelector") or [""])[0].split(",") if "=" in p)
+        items = [copy.deepcopy(pod) for (n, _), (pod, _) in sorted(self.pods.items()) if n == ns
+                 and selector.items() <= pod["metadata"]["labels"].items()]
         if self.stuck_reason:
             for (k, n, name), _obj in self.objects.items():
                 if k == "Deployment" and n == ns:
@@ -227,6 +280,72 @@ class KubeApiDouble:
                     )
         return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
 
+    # --- Jobs: pods as local processes -------------------------------------------------
+
+    def _start_job(self, key: tuple[str, str, str], job: dict[str, Any]) -> None:
+        for index in range(job.get("spec", {}).get("completions", 1)):
+            self._start_pod(key, job, index)
+
+    def _start_pod(self, key: tuple[str, str, str], job: dict[str, Any], index: int) -> None:
+        """Queues pod ``index`` of the Job (started by ``_launch_pending``, after the lock)."""
+        if self.start_pod is not None:  # else a Job whose pods never start
+            self._pending.append((key, job, index))
+
+    def _launch_pending(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                key, job, index = self._pending.pop(0)
+            process = self.start_pod(job, index)
+            with self._lock:
+                if ("Job", key[1], key[2]) in self.objects:
+                    self._add_pod(key, job, index, process)
+                    continue
+            process.kill()  # the Job went while its pod was starting
+
+    def _add_pod(self, key: tuple[str, str, str], job: dict[str, Any], index: int, process: PodProcess) -> None:
+        name = f"{key[2]}-{index}-{uuid.uuid4().hex[:5]}"
+        labels = {**job["spec"]["template"]["metadata"].get("labels", {}), "job-name": key[2],
+                  INDEX_LABEL: str(index)}
+        pod = {"kind": "Pod", "apiVersion": "v1",
+               "metadata": {"name": name, "namespace": key[1], "labels": labels},
+               "status": {"phase": "Running", "podIP": "127.0.0.1",
+                          "conditions": [{"type": "Ready", "status": "True"}]}}
+        self.pods[(key[1], name)] = (pod, process)
+
+    def _replace_dead_pods(self) -> None:
+        for (ns, name), (pod, process) in list(self.pods.items()):
+            if not process.alive():
+                del self.pods[(ns, name)]
+                job_name = pod["metadata"]["labels"]["job-name"]
+                job = self.objects.get(("Job", ns, job_name))
+                if job is not None:
+                    self.replaced += 1
+                    self._start_pod(("Job", ns, job_name), job, int(pod["metadata"]["labels"][INDEX_LABEL]))
+
+    def _delete_job_pods(self, key: tuple[str, str, str]) -> None:
+        for (ns, name), (pod, process) in list(self.pods.items()):
+            if ns == key[1] and pod["metadata"]["labels"].get("job-name") == key[2]:
+                process.kill()
+                del self.pods[(ns, name)]
+
+    def _proxy(self, method: str, m: re.Match, query: str, ctype: str, body: bytes) -> tuple[int, bytes]:
+        with self._lock:
+            found = self.pods.get((m["ns"], m["pod"]))
+        if found is None or not found[1].alive():
+            return 503, json.dumps(_status(503, f'pod "{m["pod"]}" has no running process')[1]).encode()
+        url = f"http://127.0.0.1:{found[1].port}{m['rest'] or '/'}" + (f"?{query}" if query else "")
+        request = urllib.request.Request(url, data=body if method in ("POST", "PUT", "PATCH") else None,
+                                         method=method, headers={"Content-Type": ctype} if ctype else {})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+        except OSError as e:
+            return 503, json.dumps(_status(503, f"proxying to pod {m['pod']}: {e}")[1]).encode()
+
     def _model_status(self, model: str) -> tuple[int, dict]:
         n = self._model_polls[model] = self._model_polls.get(model, 0) + 1
         state = "AVAILABLE" if n > self.model_loading_polls else "LOADING"
@@ -235,6 +354,29 @@ class KubeApiDouble:
                 {"version": "1", "state": state, "status": {"error_code": "OK", "error_message": ""}}
             ]
         }
+
+
+def _discovery() -> dict[str, dict[str, Any]]:
+    """Legacy discovery documents for what the double serves (kubectl maps kinds with them)."""
+    resources: dict[str, list[dict[str, Any]]] = {"v1": [
+        {"name": "namespaces", "singularName": "namespace", "namespaced": False, "kind": "Namespace",
+         "verbs": ["get", "patch", "delete"]}]}
+    for (group_version, plural), kind in _COLLECTIONS.items():
+        resources.setdefault(group_version or "v1", []).append(
+            {"name": plural, "singularName": kind.lower(), "namespaced": True, "kind": kind,
+             "verbs": ["get", "list", "patch", "delete"]})
+    docs: dict[str, dict[str, Any]] = {
+        "/api": {"kind": "APIVersions", "versions": ["v1"],
+                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]},
+        "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+            {"name": gv.split("/")[0], "versions": [{"groupVersion": gv, "version": gv.split("/")[1]}],
+             "preferredVersion": {"groupVersion": gv, "version": gv.split("/")[1]}}
+            for gv in sorted(resources) if gv != "v1"]},
+    }
+    for gv, items in resources.items():
+        docs["/api/v1" if gv == "v1" else f"/apis/{gv}"] = {
+            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": items}
+    return docs
 
 
 def _status(code: int, message: str, reason: str = "") -> tuple[int, dict]:
