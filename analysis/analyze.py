@@ -16,6 +16,7 @@ from hdrh.histogram import HdrHistogram
 
 from analysis import hdr, pareto, protocols, ties
 from analysis.costs import Cost, PriceTable, load_prices
+from analysis.drift import Drift, sweep_drift
 from analysis.results import RAMP, SEARCH, Results, Run, load_results
 from analysis.search import SearchAnswer, search_answer
 from analysis.throughput import Sustained, eligible_seconds, sustained_throughput
@@ -69,6 +70,8 @@ class Analysis:
     unmeasured: tuple[str, ...] = ()  # configs in sweep.json with no run directory
     # REST vs gRPC per deployment measured over both (analysis.protocols); empty if none
     protocols: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=protocols.PROTOCOL_COLUMNS))
+    # the servers' CPU per request over the sweep (analysis.drift; None: not measured here)
+    drift: Drift | None = None
 
     @property
     def slo_text(self) -> str:
@@ -189,4 +192,4 @@ def analyze(results_dir: Path | str, *, pricing_csv: Path | str | None = None, s
     unmeasured = tuple(c for c in planned if c and c not in measured)
     return Analysis(results=results, prices=prices, slo=slo, target_rps=target_rps, runs=runs, table=table,
                     pareto_ids=tuple(front), recommendation=rec, unmeasured=unmeasured,
-                    protocols=protocols.protocol_table(results.runs, table))
+                    protocols=protocols.protocol_table(results.runs, table), drift=sweep_drift(results.runs))

@@ -38,6 +38,7 @@ CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5rem auto;max-width:1400px;padding:0 1rem;color:#222}
 h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
 .rec{background:#eef7ee;border-left:4px solid #3a3;padding:.7rem 1rem}
+.warn{background:#fff6e0;border-left:4px solid #d90;padding:.5rem 1rem}
 .none{background:#fbeeee;border-left-color:#c33}
 table{border-collapse:collapse;font-size:.85rem;width:100%}
 th,td{border:1px solid #ddd;padding:.25rem .4rem;text-align:left;vertical-align:top}
@@ -230,6 +231,8 @@ def render(a: Analysis, figures: dict[str, tuple[str, bytes]]) -> str:
 <p class="small">{_definitions(a)} Costs are on-demand node prices: nodes &times; (vCPU &times; rate + GB
 &times; rate). Invalid runs are shown and flagged but never recommended. Pareto front (cost vs throughput):
 {escape(front)}.</p>
+{f'<p id="drift" class="{"warn" if a.drift.notable else "small"}"><b>Drift.</b> {escape(a.drift.text())}</p>'
+ if a.drift is not None else ''}
 {f'<h2>Invalid runs</h2><ul id="invalid">{flagged}</ul>' if flagged else ''}
 {f'<p id="unmeasured"><b>Not measured</b> (in sweep.json, no results): {escape(", ".join(a.unmeasured))}</p>'
  if a.unmeasured else ''}

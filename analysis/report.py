@@ -61,6 +61,7 @@ def summary_markdown(a: Analysis) -> str:
     lines = [f"# servesweep report — {a.results.sweep_id}", "", f"**Recommendation.** {a.recommendation.text}", "",
              f"SLO: {a.slo_text}. Target: {f'{a.target_rps:g} req/s' if a.target_rps else 'none given'}. "
              f"Pricing: `{a.prices.path.name}`.", "",
+             *([f"**Drift.** {a.drift.text()}", ""] if a.drift is not None else []),
              "| " + " | ".join(h for _, h, _ in SUMMARY_COLUMNS) + " |",
              "|" + "---|" * len(SUMMARY_COLUMNS)]
     for r in a.table.to_dict("records"):

@@ -17,7 +17,9 @@ from pathlib import Path
 import click
 
 from analysis.compare import compare_with_baseline, format_comparison, write_comparison
+from analysis.drift import machine_change
 from analysis.report import build_report
+from analysis.results import load_results
 from formats.results import METHODS
 from formats.units import UnitError, parse_duration
 from loadgen import flags
@@ -150,6 +152,9 @@ def _main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, 
         diff = compare_with_baseline(user_path(rerun), report.analysis)
         write_comparison(diff, out_dir / "report" / "compare.csv")
         echo.line(f"compared with {user_path(rerun)}:\n{format_comparison(diff)}")
+        machine = machine_change(load_results(user_path(rerun)).runs, report.analysis.results.runs)
+        if machine is not None:
+            echo.line(machine.text())
     echo.report(report, out_dir / "report")
     if outcome.interrupted:
         sys.exit(130)

@@ -78,3 +78,6 @@ class Display:
     def report(self, report, out_dir) -> None:
         self.line(f"report: {report.index_html}")
         self.line(f"recommendation: {report.recommendation}")
+        drift = report.analysis.drift
+        if drift is not None and drift.notable:
+            self.line(f"drift: {drift.text()}")
