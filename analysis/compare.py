@@ -60,10 +60,15 @@ def compare_sweeps(before_dir: Path | str, after_dir: Path | str, *, pricing_csv
     return compare_with_baseline(before_dir, analyze(after_dir, pricing_csv=pricing_csv, slo=slo))
 
 
+def baseline_analysis(baseline_dir: Path | str, after: Analysis) -> Analysis:
+    """A baseline directory analysed under `after`'s SLO and prices (so the two compare)."""
+    return analyze(baseline_dir, pricing_csv=after.prices.path, slo=after.slo)
+
+
 def compare_with_baseline(baseline_dir: Path | str, after: Analysis) -> pd.DataFrame:
     """`compare` a baseline directory, analysed under `after`'s SLO and prices, with `after`
     (an analysis already made, e.g. the report's: its runs are not read again)."""
-    return compare(analyze(baseline_dir, pricing_csv=after.prices.path, slo=after.slo), after)
+    return compare(baseline_analysis(baseline_dir, after), after)
 
 
 def write_comparison(diff: pd.DataFrame, path: Path | str) -> None:

@@ -90,8 +90,7 @@ def sweep_drift(runs: Sequence[Run]) -> Drift | None:
     samples = cost_samples(runs)
     if len(samples) < MIN_PROBES:
         return None
-    medians = {c: statistics.median(s.cpu_s_per_request for s in samples if s.config_id == c)
-               for c in {s.config_id for s in samples}}
+    medians = _config_medians(samples)
     relative = [s.cpu_s_per_request / medians[s.config_id] for s in samples]
     third = len(relative) // 3
     span = (samples[-1].at - samples[0].at).total_seconds() / 60.0
@@ -122,13 +121,16 @@ class MachineChange:
 def machine_change(before: Sequence[Run], after: Sequence[Run]) -> MachineChange | None:
     """Per Config the median cost per request in each sweep; the medians over the Configs
     measured in both (None when none has cost samples in both)."""
-    def per_config(runs: Sequence[Run]) -> dict[str, float]:
-        samples = cost_samples(runs)
-        return {c: statistics.median(s.cpu_s_per_request for s in samples if s.config_id == c)
-                for c in {s.config_id for s in samples}}
-
-    b, a = per_config(before), per_config(after)
+    b, a = _config_medians(cost_samples(before)), _config_medians(cost_samples(after))
     both = sorted(set(b) & set(a))
     if not both:
         return None
     return MachineChange(statistics.median(b[c] for c in both), statistics.median(a[c] for c in both), len(both))
+
+
+def _config_medians(samples: Sequence[CostSample]) -> dict[str, float]:
+    """Each Config's median CPU-s per request."""
+    by: dict[str, list[float]] = {}
+    for s in samples:
+        by.setdefault(s.config_id, []).append(s.cpu_s_per_request)
+    return {c: statistics.median(v) for c, v in by.items()}

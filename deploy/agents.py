@@ -22,11 +22,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from deploy import generators
+from deploy.cluster import Kube, api_error
 from deploy.configs import ClusterOptions
 from deploy.target import DeployError
 from formats.agent import AGENT_PORT, AgentCallError
@@ -71,35 +71,36 @@ class PodProxyAgent:
 
 
 class GeneratorJob:
-    """The agents' Job in the namespace of ``options``: apply, wait, links, delete."""
+    """The agents' Job in the namespace of ``options``: apply, wait, links, delete (through
+    ``cluster.Kube``, the backend's own calls)."""
 
     def __init__(self, api_client: Any, options: ClusterOptions, job: generators.GeneratorJob, *,
                  ready_timeout_s: float = 600.0, poll_s: float = 1.0,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
         self.api_client = api_client
+        self.kube = Kube(api_client)
         self.options = options
         self.job = job
         self.ready_timeout_s = ready_timeout_s
         self.poll_s = poll_s
         self._sleep = sleep
         self._clock = clock
-        self._batch = k8s.BatchV1Api(api_client)
-        self._core = k8s.CoreV1Api(api_client)
 
     @property
     def namespace(self) -> str:
         return self.options.namespace
 
-    def apply(self) -> None:
-        body = generators.job(self.job, self.options)
+    def _call(self, doing: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:
-            self._batch.patch_namespaced_job(generators.JOB_NAME, self.namespace, body, field_manager="servesweep",
-                                             force=True, _content_type="application/apply-patch+yaml")
+            return fn(*args)
         except ApiException as e:
-            raise DeployError(f"applying Job/{generators.JOB_NAME}: the API server answered {e.status}: "
-                              f"{e.reason}") from None
+            raise api_error(e, doing) from None
         except Urllib3Error as e:
-            raise DeployError(f"applying Job/{generators.JOB_NAME}: the API server is unreachable: {e}") from None
+            raise DeployError(f"{doing}: the API server is unreachable: {e}") from None
+
+    def apply(self) -> None:
+        self._call(f"applying Job/{generators.JOB_NAME}", self.kube.apply,
+                   generators.job(self.job, self.options), self.namespace)
 
     def links(self, *, wait: bool = True) -> list[PodProxyAgent]:
         """One link per index, each to a running, ready pod (waiting for them up to
@@ -117,13 +118,10 @@ class GeneratorJob:
             self._sleep(self.poll_s)
 
     def _ready_pods(self) -> dict[int, str]:
-        try:
-            resp = self._core.list_namespaced_pod(
-                self.namespace, label_selector=f"{JOB_NAME_LABEL}={generators.JOB_NAME}", _preload_content=False)
-        except (ApiException, Urllib3Error) as e:
-            raise DeployError(f"listing the generator pods: {e}") from None
+        pods = self._call("listing the generator pods", self.kube.pods, self.namespace,
+                          {JOB_NAME_LABEL: generators.JOB_NAME})
         out: dict[int, str] = {}
-        for pod in json.loads(resp.data).get("items", []):
+        for pod in pods:
             meta, status = pod.get("metadata", {}), pod.get("status", {})
             index = meta.get("labels", {}).get(INDEX_LABEL)
             ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
@@ -134,21 +132,13 @@ class GeneratorJob:
     def delete(self, timeout_s: float = 300.0) -> None:
         """Deletes the Job and its pods (foreground), and waits until it is gone: a Job
         applied again while the old one is being deleted would get no new pods."""
-        try:
-            self._batch.delete_namespaced_job(generators.JOB_NAME, self.namespace, propagation_policy="Foreground")
-        except ApiException as e:
-            if e.status == 404:
-                return
-            raise DeployError(f"deleting Job/{generators.JOB_NAME}: {e.status} {e.reason}") from None
-        except Urllib3Error as e:
-            raise DeployError(f"deleting Job/{generators.JOB_NAME}: the API server is unreachable: {e}") from None
+        what = f"Job/{generators.JOB_NAME}"
+        if not self._call(f"deleting {what}", self.kube.delete, "Job", generators.JOB_NAME, self.namespace):
+            return
         deadline = self._clock() + timeout_s
         while self._clock() < deadline:
-            try:
-                self._batch.read_namespaced_job(generators.JOB_NAME, self.namespace)
-            except ApiException as e:
-                if e.status == 404:
-                    return
-                raise DeployError(f"waiting for Job/{generators.JOB_NAME} to go: {e.status} {e.reason}") from None
+            if self._call(f"waiting for {what} to go", self.kube.read, "Job", generators.JOB_NAME,
+                          self.namespace) is None:
+                return
             self._sleep(self.poll_s)
-        raise DeployError(f"Job/{generators.JOB_NAME} was still there {timeout_s:g} s after its deletion")
+        raise DeployError(f"{what} was still there {timeout_s:g} s after its deletion")

@@ -55,7 +55,7 @@ class Timeouts:
 
 @dataclasses.dataclass(frozen=True)
 class _Api:
-    group: str  # "core", "apps", "policy"
+    group: str  # "core", "apps", "policy", "batch"
     plural: str
     namespaced: bool = True
 
@@ -66,6 +66,7 @@ _APIS = {
     "Service": _Api("core", "service"),
     "PodDisruptionBudget": _Api("policy", "pod_disruption_budget"),
     "Deployment": _Api("apps", "deployment"),
+    "Job": _Api("batch", "job"),  # the generator agents (deploy.agents)
 }
 
 
@@ -78,6 +79,7 @@ class Kube:
             "core": k8s.CoreV1Api(api_client),
             "apps": k8s.AppsV1Api(api_client),
             "policy": k8s.PolicyV1Api(api_client),
+            "batch": k8s.BatchV1Api(api_client),
         }
 
     def _call(self, verb: str, kind: str, name: str, namespace: str, **kw: Any) -> dict[str, Any]:
@@ -126,7 +128,7 @@ class Kube:
         return json.loads(resp.data).get("items", [])
 
 
-def _api_error(e: ApiException, doing: str) -> DeployError:
+def api_error(e: ApiException, doing: str) -> DeployError:
     message = e.reason or ""
     with contextlib.suppress(TypeError, ValueError, AttributeError):
         message = json.loads(e.body).get("message", message)
@@ -199,7 +201,7 @@ class ClusterBackend:
         except render.RenderError as e:
             raise DeployError(str(e)) from None
         except ApiException as e:
-            err = _api_error(e, f"deploying {config.name}")
+            err = api_error(e, f"deploying {config.name}")
         except Urllib3Error as e:
             err = self._unreachable(e)
         except DeployError as e:
@@ -222,7 +224,7 @@ class ClusterBackend:
             try:
                 self.kube.apply(obj, ns)
             except ApiException as e:
-                raise _api_error(e, f"applying {key[0]}/{key[1]}") from None
+                raise api_error(e, f"applying {key[0]}/{key[1]}") from None
             if obj["kind"] != "Namespace":  # the namespace outlives a configuration
                 self._applied.append(key)
         self._wait_rollout(deployment, ns)
@@ -260,7 +262,7 @@ class ClusterBackend:
             try:
                 self.kube.delete(kind, name, ns)
             except ApiException as e:
-                errors.append(str(_api_error(e, f"deleting {kind}/{name}")))
+                errors.append(str(api_error(e, f"deleting {kind}/{name}")))
             except Urllib3Error as e:
                 raise self._unreachable(e) from None
         gone = self._wait_gone(self._applied)

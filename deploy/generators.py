@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from deploy.configs import ClusterOptions
-from deploy.render import BASE_DIR, HEADER, RenderError, split_image
+from deploy.render import BASE_DIR, HEADER, RenderError
 from formats.agent import AGENT_PORT, COUNT_ENV, READY_PATH
 from serving.image import lock as image_lock
 
@@ -82,7 +82,6 @@ def generator_image(lock_file: Path | None, ref: str | None, *, allow_tags: bool
     if not image_lock.is_pinned(ref) and not allow_tags:
         raise RenderError(f"generator image {ref!r} is not pinned by digest: use REPO@sha256:..., "
                           "or pass --allow-tags (a tag can move between runs)")
-    split_image(ref)  # a malformed reference fails here, not in the cluster
     return ref
 
 

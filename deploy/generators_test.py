@@ -74,12 +74,12 @@ def test_the_role_grants_what_the_cluster_backend_calls_and_no_more():
     role = next(o for o in generators.rbac(_seed().cluster) if o["kind"] == "Role")
     grants = {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"]
               for r in rule["resources"]}
-    groups = {"core": "", "apps": "apps", "policy": "policy"}
+    groups = {"core": "", "apps": "apps", "policy": "policy", "batch": "batch"}
     for kind, api in cluster._APIS.items():
         if not api.namespaced:
             continue  # the Namespace is the cluster admin's, outside a Role
         plural = {"ConfigMap": "configmaps", "Service": "services", "Deployment": "deployments",
-                  "PodDisruptionBudget": "poddisruptionbudgets"}[kind]
+                  "PodDisruptionBudget": "poddisruptionbudgets", "Job": "jobs"}[kind]
         assert {"get", "patch", "delete"} <= grants[(groups[api.group], plural)], kind
     assert grants[("", "pods/proxy")] == {"get", "create"}
     assert grants[("batch", "jobs")] == {"get", "create", "patch", "delete"}

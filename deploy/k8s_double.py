@@ -48,8 +48,9 @@ _COLLECTIONS = {
     ("rbac.authorization.k8s.io/v1", "roles"): "Role",
     ("rbac.authorization.k8s.io/v1", "rolebindings"): "RoleBinding",
 }
+_GROUPS = "|".join(sorted(re.escape(g) for g, _ in _COLLECTIONS if g))  # the API groups it serves
 _NAMESPACED = re.compile(
-    r"^/(?:api/v1|apis/(?P<group>apps/v1|policy/v1|batch/v1|rbac\.authorization\.k8s\.io/v1))/namespaces/(?P<ns>[^/]+)/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?$"
+    rf"^/(?:api/v1|apis/(?P<group>{_GROUPS}))/namespaces/(?P<ns>[^/]+)/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?$"
 )
 _NAMESPACE = re.compile(r"^/api/v1/namespaces/(?P<name>[^/]+)$")
 _MODEL = re.compile(r"^/v1/models/(?P<model>[^/:]+)$")
@@ -176,8 +177,8 @@ class KubeApiDouble:
         return Handler
 
     def _route(self, method: str, path: str, query: dict, ctype: str, body: bytes) -> tuple[int, dict]:
-        if method == "GET" and path.rstrip("/") in _discovery():
-            return 200, _discovery()[path.rstrip("/")]
+        if method == "GET" and path.rstrip("/") in _DISCOVERY:
+            return 200, _DISCOVERY[path.rstrip("/")]
         m = _MODEL.match(path)
         if m and method == "GET":
             return self._model_status(m["model"])
@@ -377,6 +378,9 @@ def _discovery() -> dict[str, dict[str, Any]]:
         docs["/api/v1" if gv == "v1" else f"/apis/{gv}"] = {
             "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": items}
     return docs
+
+
+_DISCOVERY = _discovery()
 
 
 def _status(code: int, message: str, reason: str = "") -> tuple[int, dict]:

@@ -52,7 +52,6 @@ class _Run:
     """One share being run: its worker process and what the worker has sent so far."""
 
     id: str
-    share: Share
     process: Any
     go: Any
     t0: Any  # the worker's schedule origin (time.monotonic of this host)
@@ -80,8 +79,7 @@ class _Run:
             with self.lock:
                 if kind == "ready":
                     self.ready.set()
-                elif kind == "interval":  # its histograms are base64 bytes: JSON wants text
-                    data["hists"] = {k: v.decode("ascii") for k, v in data["hists"].items()}
+                elif kind == "interval":
                     self.intervals.append(data)
                 elif kind == "done":
                     self.done = data
@@ -108,11 +106,10 @@ class _Run:
 class Agent:
     """The agent's state and its HTTP handlers (``app()``)."""
 
-    def __init__(self, max_idle_s: float = 1800.0) -> None:
+    def __init__(self) -> None:
         self.ctx = mp.get_context("spawn")
         self.run: _Run | None = None
         self.starting = asyncio.Lock()  # one POST /runs/ID at a time
-        self.max_idle_s = max_idle_s
         self.last_request = time.monotonic()
 
     def app(self) -> web.Application:
@@ -165,7 +162,7 @@ class Agent:
                                    daemon=True, args=(share.options, choice, share.payload, share.index,
                                                       q, go, t0, stop, end))
         process.start()
-        run = _Run(run_id, share, process, go, t0, stop, end)
+        run = _Run(run_id, process, go, t0, stop, end)
         self.run = run
         threading.Thread(target=run.drain, args=(q,), daemon=True).start()
         ready = await loop.run_in_executor(None, run.ready.wait, READY_TIMEOUT_S)
@@ -222,7 +219,7 @@ class Agent:
 async def serve(host: str, port: int, *, max_idle_s: float, on_listening=None) -> None:
     """Serves on ``host:port`` (0: any free port, told to ``on_listening(port)``) until
     idle for ``max_idle_s``, or cancelled."""
-    agent = Agent(max_idle_s)
+    agent = Agent()
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))

@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import gc
 import math
+import signal
+import threading
 
 from loadgen import hostcpu, schedule, transports
 from loadgen import payload as payload_mod
@@ -60,6 +62,22 @@ def finish(writer: ResultsWriter, options: RunOptions, *, started: float, elapse
                          slo_latency_ms=options.slo_latency_ms, warmup_s=options.warmup_s,
                          extra_reasons=extra_reasons, scheduler=scheduler, ended_s=ended_s,
                          host_cpu=cpu.record() if cpu else None, generators=generators)
+
+
+@contextlib.contextmanager
+def stop_signals(handler):
+    """Ctrl-C and SIGTERM call ``handler(signum, frame)`` while the block runs (a run that
+    blocks this thread: worker processes, agents); the old handlers come back after. Off
+    the main thread, where Python allows no handlers, it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def new_loop(kind: str) -> asyncio.AbstractEventLoop:

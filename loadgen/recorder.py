@@ -158,11 +158,12 @@ class Interval:
             self.hists[name].add(other.hists[name])
 
     def to_wire(self) -> dict:
-        """A picklable, compact form (histograms encoded) for crossing processes."""
+        """A compact form for crossing processes or the network (picklable and JSON: the
+        histograms encoded as base64 text)."""
         return {"t_s": self.t_s, "scheduled": self.scheduled, "sent": self.sent,
                 "ok": self.ok, "errors": dict(self.errors), "in_flight": self.in_flight,
                 "out_of_range": dict(self.out_of_range),
-                "hists": {k: h.encode() for k, h in self.hists.items()}}
+                "hists": {k: h.encode().decode("ascii") for k, h in self.hists.items()}}
 
     @classmethod
     def from_wire(cls, d: dict) -> Interval:

@@ -19,7 +19,6 @@ import dataclasses
 import http.client
 import json
 import queue
-import signal
 import threading
 import time
 import urllib.error
@@ -31,7 +30,7 @@ from typing import Protocol
 from formats.agent import READY_PATH, AgentCallError
 from loadgen.aggregate import Aggregator, Merger, Progress, Until
 from loadgen.engine import merge_scheduler
-from loadgen.launch import START_LEAD_S, finish
+from loadgen.launch import START_LEAD_S, finish, stop_signals
 from loadgen.options import RunOptions
 from loadgen.payload import Payload
 from loadgen.recorder import Interval
@@ -115,32 +114,30 @@ def run_remote(options: RunOptions, agents: Sequence[AgentLink], body: Payload, 
     merger: Merger | None = None
     started = 0.0
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=n)
-    restore = _on_signals(lambda signum, frame: interrupted.append(signum))
-    try:
-        clocks = list(pool.map(measure_clock, agents))
-        rtt_s = 2.0 * max(c.uncertainty_s for c in clocks)
-        generators |= {"clock_skew_ms": round(rtt_s * 500.0, 3),
-                       "clock_offsets_ms": [round(c.offset_s * 1000.0, 3) for c in clocks]}
-        shares = [Share(options=options, index=i, payload=body).to_wire() for i in range(n)]
-        ready = list(pool.map(lambda a, s: a.call("POST", path, s, START_TIMEOUT_S), agents, shares))
-        generators["transports"] = [r.get("transport") for r in ready]
-        writer = ResultsWriter(out_dir, {**header, "options": {**header.get("options", {}), "workers": n}})
-        started = time.time() + START_LEAD_S + 3.0 * rtt_s  # the go calls take about one round trip
-        writer.start(started)
-        leads = list(pool.map(lambda a, c: a.call("POST", path + "/go", {"start_at": started + c.offset_s}, 10.0)
-                              .get("lead_s", 0.0), agents, clocks))
-        late = [i for i, lead in enumerate(leads) if lead <= 0.0]
-        if late:
-            failures.append(f"generators {late} were told the start {-min(leads) * 1000:.0f} ms after it was due")
-        merger = Merger(n, Aggregator(writer, options.profile, on_progress, until, lambda: None))
-        _collect(pool, agents, path, merger, failures, interrupted)
-    except AgentCallError as e:
-        failures.append(str(e))
-    finally:
-        restore()
-        _broadcast(pool, agents, path + "/stop")
-        _broadcast(pool, agents, path, method="DELETE")
-        pool.shutdown(wait=False)
+    with stop_signals(lambda signum, frame: interrupted.append(signum)):
+        try:
+            clocks = list(pool.map(measure_clock, agents))
+            rtt_s = 2.0 * max(c.uncertainty_s for c in clocks)
+            generators |= {"clock_skew_ms": round(rtt_s * 500.0, 3),
+                           "clock_offsets_ms": [round(c.offset_s * 1000.0, 3) for c in clocks]}
+            shares = [Share(options=options, index=i, payload=body).to_wire() for i in range(n)]
+            ready = list(pool.map(lambda a, s: a.call("POST", path, s, START_TIMEOUT_S), agents, shares))
+            generators["transports"] = [r.get("transport") for r in ready]
+            writer = ResultsWriter(out_dir, {**header, "options": {**header.get("options", {}), "workers": n}})
+            started = time.time() + START_LEAD_S + 3.0 * rtt_s  # the go calls take about one round trip
+            writer.start(started)
+            leads = list(pool.map(lambda a, c: a.call("POST", path + "/go", {"start_at": started + c.offset_s}, 10.0)
+                                  .get("lead_s", 0.0), agents, clocks))
+            late = [i for i, lead in enumerate(leads) if lead <= 0.0]
+            if late:
+                failures.append(f"generators {late} were told the start {-min(leads) * 1000:.0f} ms after it was due")
+            merger = Merger(n, Aggregator(writer, options.profile, on_progress, until))
+            _collect(pool, agents, path, merger, failures, interrupted)
+        except AgentCallError as e:
+            failures.append(str(e))
+        finally:  # forgetting a run stops it first
+            _broadcast(pool, agents, path, method="DELETE")
+            pool.shutdown(wait=False)
     if writer is None:
         raise AgentCallError("the generator agents could not start the run: " + "; ".join(failures))
     finished = merger.finished if merger is not None else {}
@@ -223,15 +220,3 @@ def _broadcast(pool: concurrent.futures.ThreadPoolExecutor, agents: Sequence[Age
 
     list(pool.map(tell, agents))
 
-
-def _on_signals(handler) -> Callable[[], None]:
-    """Ctrl-C and SIGTERM call ``handler`` during the run (main thread only); returns the undo."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def undo() -> None:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-    return undo

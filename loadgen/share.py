@@ -46,8 +46,7 @@ class Share:
             "targets": list(o.targets),
             "profile": o.profile.to_dict(),
             "slo_latency_ms": o.slo_latency_ms,
-            "payload": {"kind": p.kind, "content_type": p.content_type, "sha256": p.sha256,
-                        "protocol": p.protocol, "encoding": p.encoding,
+            "payload": {**{f.name: getattr(p, f.name) for f in dataclasses.fields(p) if f.name != "body"},
                         "body_b64": base64.b64encode(p.body).decode("ascii")},
         }
 
@@ -59,10 +58,8 @@ class Share:
             load = GeneratorOptions.from_mapping(d["load"])
             options = RunOptions.of(load, targets=tuple(d["targets"]), profile=Profile.from_dict(d["profile"]),
                                     slo_latency_ms=d["slo_latency_ms"])
-            p = d["payload"]
-            payload = Payload(kind=p["kind"], body=base64.b64decode(p["body_b64"], validate=True),
-                              content_type=p["content_type"], sha256=p["sha256"], protocol=p["protocol"],
-                              encoding=p["encoding"])
+            p = dict(d["payload"])
+            payload = Payload(body=base64.b64decode(p.pop("body_b64"), validate=True), **p)
             return cls(options=options, index=int(d["index"]), payload=payload)
         except ShareError:
             raise

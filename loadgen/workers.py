@@ -17,7 +17,7 @@ import time
 from loadgen import hostcpu
 from loadgen.aggregate import Aggregator, Merger
 from loadgen.engine import merge_scheduler
-from loadgen.launch import START_LEAD_S, finish, frozen_heap, make_engine, new_loop
+from loadgen.launch import START_LEAD_S, finish, frozen_heap, make_engine, new_loop, stop_signals
 from loadgen.recorder import Interval
 from loadgen.results import ResultsWriter
 
@@ -84,64 +84,62 @@ def run_workers(options, choice, body, out_dir, header, on_progress, until=None)
         interrupted.append(signum)
         stop_flag.set()
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    failures: list[str] = []
-    try:
-        ready = set()
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while len(ready) < n and not interrupted:
-            try:
-                kind, i, data = q.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue_mod.Empty:
-                raise RuntimeError(
-                    f"workers did not start within {READY_TIMEOUT_S:g} s") from None
-            if kind == "failed":
-                raise RuntimeError(f"worker {i} failed to start: {data}")
-            ready.add(i)
-        writer = ResultsWriter(out_dir, header)  # before the origin: it syncs to disk
-        cpu_before = hostcpu.snapshot()
-        t0_value.value = time.monotonic() + START_LEAD_S
-        started = time.time() + START_LEAD_S
-        writer.start(started)
-        merger = Merger(n, Aggregator(writer, options.profile, on_progress, until, end_flag.set))
-        go.set()
-        while True:
-            try:
-                kind, i, data = q.get(timeout=0.2)
-            except queue_mod.Empty:
-                kind = None
-            if kind == "interval":
-                merger.interval(i, Interval.from_wire(data))
-            elif kind == "done":
-                merger.finish(i, data)
-            elif kind == "failed":
-                failures.append(f"worker {i} failed: {data}")
-                merger.finish(i, None)
-            for idx, p in enumerate(procs):
-                if idx not in merger.finished and not p.is_alive() and q.empty():
-                    failures.append(f"worker {idx} died (exit code {p.exitcode})")
-                    merger.finish(idx, None)
-            if merger.all_finished:
-                break
-        merger.drain()
-        finished = merger.finished
-        elapsed = max((d["elapsed_s"] for d in finished.values() if d), default=0.0)
-        stopped = bool(interrupted) or any(d and d["stopped_early"] for d in finished.values())
-        schedulers = [d["scheduler"] for d in finished.values() if d]
-        cuts = [d["ended_s"] for d in finished.values() if d and d["ended_s"] is not None]
-        cpu = hostcpu.usage(cpu_before, hostcpu.snapshot(), extra_ours_s=sum(
-            d["cpu_s"] for d in finished.values() if d))
-        return finish(writer, options, started=started, elapsed_s=elapsed,
-                      complete=not stopped and not failures, extra_reasons=failures,
-                      ended_s=max(cuts) if cuts and not stopped else None,
-                      scheduler=merge_scheduler(schedulers) if schedulers else None, cpu=cpu)
-    finally:
-        stop_flag.set()
-        go.set()
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        for p in procs:
-            p.join(timeout=5.0)
-            if p.is_alive():
-                p.kill()
-                p.join()
+    with stop_signals(on_signal):
+        failures: list[str] = []
+        try:
+            ready = set()
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while len(ready) < n and not interrupted:
+                try:
+                    kind, i, data = q.get(timeout=max(0.1, deadline - time.monotonic()))
+                except queue_mod.Empty:
+                    raise RuntimeError(
+                        f"workers did not start within {READY_TIMEOUT_S:g} s") from None
+                if kind == "failed":
+                    raise RuntimeError(f"worker {i} failed to start: {data}")
+                ready.add(i)
+            writer = ResultsWriter(out_dir, header)  # before the origin: it syncs to disk
+            cpu_before = hostcpu.snapshot()
+            t0_value.value = time.monotonic() + START_LEAD_S
+            started = time.time() + START_LEAD_S
+            writer.start(started)
+            merger = Merger(n, Aggregator(writer, options.profile, on_progress, until, end_flag.set))
+            go.set()
+            while True:
+                try:
+                    kind, i, data = q.get(timeout=0.2)
+                except queue_mod.Empty:
+                    kind = None
+                if kind == "interval":
+                    merger.interval(i, Interval.from_wire(data))
+                elif kind == "done":
+                    merger.finish(i, data)
+                elif kind == "failed":
+                    failures.append(f"worker {i} failed: {data}")
+                    merger.finish(i, None)
+                for idx, p in enumerate(procs):
+                    if idx not in merger.finished and not p.is_alive() and q.empty():
+                        failures.append(f"worker {idx} died (exit code {p.exitcode})")
+                        merger.finish(idx, None)
+                if merger.all_finished:
+                    break
+            merger.drain()
+            finished = merger.finished
+            elapsed = max((d["elapsed_s"] for d in finished.values() if d), default=0.0)
+            stopped = bool(interrupted) or any(d and d["stopped_early"] for d in finished.values())
+            schedulers = [d["scheduler"] for d in finished.values() if d]
+            cuts = [d["ended_s"] for d in finished.values() if d and d["ended_s"] is not None]
+            cpu = hostcpu.usage(cpu_before, hostcpu.snapshot(), extra_ours_s=sum(
+                d["cpu_s"] for d in finished.values() if d))
+            return finish(writer, options, started=started, elapsed_s=elapsed,
+                          complete=not stopped and not failures, extra_reasons=failures,
+                          ended_s=max(cuts) if cuts and not stopped else None,
+                          scheduler=merge_scheduler(schedulers) if schedulers else None, cpu=cpu)
+        finally:
+            stop_flag.set()
+            go.set()
+            for p in procs:
+                p.join(timeout=5.0)
+                if p.is_alive():
+                    p.kill()
+                    p.join()

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import click
 
-from analysis.compare import compare_with_baseline, format_comparison, write_comparison
+from analysis.compare import baseline_analysis, compare, format_comparison, write_comparison
 from analysis.drift import machine_change
 from analysis.report import build_report
-from analysis.results import load_results
 from formats.results import METHODS
 from formats.units import UnitError, parse_duration
 from loadgen import flags
@@ -149,10 +148,11 @@ def _main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, 
                           slo_p99_ms=sweep.slo.p99_ms, slo_error_rate=sweep.slo.error_rate,
                           target_rps=target_rps, out_dir=out_dir / "report")
     if rerun:
-        diff = compare_with_baseline(user_path(rerun), report.analysis)
+        baseline = baseline_analysis(user_path(rerun), report.analysis)
+        diff = compare(baseline, report.analysis)
         write_comparison(diff, out_dir / "report" / "compare.csv")
         echo.line(f"compared with {user_path(rerun)}:\n{format_comparison(diff)}")
-        machine = machine_change(load_results(user_path(rerun)).runs, report.analysis.results.runs)
+        machine = machine_change(baseline.results.runs, report.analysis.results.runs)
         if machine is not None:
             echo.line(machine.text())
     echo.report(report, out_dir / "report")

@@ -61,10 +61,6 @@ class Recording:
         self.link, self.on_poll, self.seconds = link, on_poll, []
         self.name = link.name
 
-    @classmethod
-    def wrap(cls, link, on_poll=None) -> Recording:
-        return cls(link, on_poll)
-
     def call(self, method, path, body, timeout):
         answer = self.link.call(method, path, body, timeout)
         if method == "GET" and path.startswith("/runs/"):
@@ -173,7 +169,7 @@ def test_through_the_pod_proxy_two_agent_pods_load_two_replicas(tmp_path):
             generator_job(2) as (api, job):
         links = job.links()
         assert [link.pod.split("-")[-2] for link in links] == ["0", "1"]  # in index order
-        recording = [Recording.wrap(link) for link in links]
+        recording = [Recording(link) for link in links]
         options = dataclasses.replace(_options(a, 200.0, 2.0), targets=(a + PATH, b + PATH))
         rec = run(options, str(tmp_path), agents=recording).record
         per_replica = [len(json.loads(_get(u + "/stats"))["served_delays_ms"]) for u in (a, b)]
@@ -197,7 +193,7 @@ def test_a_killed_agent_pod_voids_the_run_and_the_job_replaces_it_with_its_index
                         process.kill()
 
         first = run(_options(url, 100.0, 3.0), str(tmp_path / "first"),
-                    agents=[Recording.wrap(links[0]), Recording.wrap(links[1], kill_pod_1)]).record
+                    agents=[Recording(links[0]), Recording(links[1], kill_pod_1)]).record
         assert first["validity"]["valid"] is False
         assert any("generator 1" in r for r in first["validity"]["reasons"]), first["validity"]["reasons"]
         again = job.links()  # the pod in place of the dead one, with the same index
