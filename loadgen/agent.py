@@ -9,7 +9,10 @@ small: a second is a few kB.
 The API (JSON; one run at a time; ``loadgen.remote`` is its client):
 
   GET  /ready                   {"ready": true, "wall": epoch s, "run": id or null}
-  POST /runs/ID      a share    answers once the worker has connected (it is then ready)
+  GET  /resolve?target=URL...   {"targets": [...]}: the targets a share naming them is sent to
+  POST /runs/ID      a share    answers once the worker has connected (it is then ready), with
+                                the targets it sends to (``loadgen.resolve``: a headless
+                                Service's name becomes one target per replica)
   POST /runs/ID/go   {"start_at": epoch s of this agent's clock}   the schedule's origin
   GET  /runs/ID?since=K         {"intervals": [seconds after K], "done": record|null, "failed": why|null}
   POST /runs/ID/end             cut the schedule now (the controller's verdict is in)
@@ -34,12 +37,13 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from formats.agent import READY_PATH
-from loadgen import workers
+from formats.agent import READY_PATH, RESOLVE_PATH
+from loadgen import resolve, workers
 from loadgen.options import choose_transport
 from loadgen.share import Share, ShareError
 
@@ -106,7 +110,8 @@ class _Run:
 class Agent:
     """The agent's state and its HTTP handlers (``app()``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, hosts_file: Path | None = None) -> None:
+        self.hosts_file = hosts_file  # read before DNS, as /etc/hosts (the API double's cluster DNS)
         self.ctx = mp.get_context("spawn")
         self.run: _Run | None = None
         self.starting = asyncio.Lock()  # one POST /runs/ID at a time
@@ -115,6 +120,7 @@ class Agent:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._touch])
         app.router.add_get(READY_PATH, self.ready)
+        app.router.add_get(RESOLVE_PATH, self.resolved)
         app.router.add_post("/runs/{id}", self.start)
         app.router.add_post("/runs/{id}/go", self.go)
         app.router.add_get("/runs/{id}", self.poll)
@@ -125,7 +131,7 @@ class Agent:
 
     @web.middleware
     async def _touch(self, request: web.Request, handler):
-        if request.path.startswith("/runs/"):  # a controller's call; a kubelet's /ready is not one
+        if request.path != READY_PATH:  # a controller's call; a kubelet's /ready is not one
             self.last_request = time.monotonic()
         return await handler(request)
 
@@ -134,6 +140,18 @@ class Agent:
 
     async def ready(self, request: web.Request) -> web.Response:
         return web.json_response({"ready": True, "wall": time.time(), "run": self.run.id if self.run else None})
+
+    async def _expand(self, targets: tuple[str, ...]) -> tuple[str, ...]:
+        """``targets`` as this agent sends to them (``loadgen.resolve``), resolved off the loop."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, resolve.expand, targets, lambda host: resolve.lookup(host, self.hosts_file))
+        except resolve.ResolveError as e:
+            raise web.HTTPServiceUnavailable(text=str(e)) from None
+
+    async def resolved(self, request: web.Request) -> web.Response:
+        targets = tuple(request.query.getall("target", ()))
+        return web.json_response({"targets": list(await self._expand(targets))})
 
     def _mine(self, request: web.Request) -> _Run:
         if self.run is None or self.run.id != request.match_info["id"]:
@@ -145,6 +163,8 @@ class Agent:
             share = Share.from_wire(await request.json())
         except (ShareError, ValueError) as e:
             raise web.HTTPBadRequest(text=str(e)) from None
+        targets = await self._expand(share.options.targets)
+        share = dataclasses.replace(share, options=dataclasses.replace(share.options, targets=targets))
         async with self.starting:
             if self.run is not None and self.run.done is None and self.run.failed is None:
                 raise web.HTTPConflict(text=f"run {self.run.id!r} is still running here")
@@ -178,7 +198,7 @@ class Agent:
 
         loop.call_later(GO_TIMEOUT_S, expire)
         return web.json_response({"ready": True, "index": share.index, "count": share.count,
-                                  "transport": choice.kind})
+                                  "transport": choice.kind, "targets": list(share.options.targets)})
 
     async def go(self, request: web.Request) -> web.Response:
         run = self._mine(request)
@@ -216,10 +236,11 @@ class Agent:
             self.run.halt()
 
 
-async def serve(host: str, port: int, *, max_idle_s: float, on_listening=None) -> None:
+async def serve(host: str, port: int, *, max_idle_s: float, on_listening=None,
+                hosts_file: Path | None = None) -> None:
     """Serves on ``host:port`` (0: any free port, told to ``on_listening(port)``) until
-    idle for ``max_idle_s``, or cancelled."""
-    agent = Agent()
+    idle for ``max_idle_s``, or cancelled. ``hosts_file``: names resolved from it first."""
+    agent = Agent(hosts_file)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))

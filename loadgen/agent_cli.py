@@ -11,6 +11,7 @@ import click
 from formats import units
 from formats.agent import AGENT_PORT
 from loadgen import agent
+from tools.python.runpath import user_path
 
 
 @click.command()
@@ -19,7 +20,10 @@ from loadgen import agent
               help="Port of the control API (0: any free one, printed).")
 @click.option("--max-idle", default="30m", show_default=True,
               help="Exit after this long without a request (a controller that went away).")
-def main(host: str, port: int, max_idle: str) -> None:
+@click.option("--hosts", "hosts_file", default=None, metavar="FILE",
+              help="Resolve names from this hosts-format file before DNS (read at each run; how the "
+                   "API double stands in for cluster DNS).")
+def main(host: str, port: int, max_idle: str, hosts_file: str | None) -> None:
     """Serve the generator agent's control API: a controller (loadgen.remote) posts shares
     of runs, starts them at a common instant and collects their seconds."""
     try:
@@ -32,7 +36,8 @@ def main(host: str, port: int, max_idle: str) -> None:
         click.echo(f"agent listening on {host}:{bound}; idle exit after {max_idle}", err=True)
 
     try:
-        asyncio.run(agent.serve(host, port, max_idle_s=idle_s, on_listening=listening))
+        asyncio.run(agent.serve(host, port, max_idle_s=idle_s, on_listening=listening,
+                                hosts_file=user_path(hosts_file) if hosts_file else None))
     except OSError as e:
         click.echo(f"error: cannot listen on {host}:{port}: {e}", err=True)
         sys.exit(2)

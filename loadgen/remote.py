@@ -8,7 +8,9 @@ instant, in its own clock, as the schedule's origin. It then polls each agent's 
 and merges them (``aggregate.Merger``: a second is written once every share of it is in)
 into series.csv, the hlogs and run.json, with ``until`` asked each merged second, as a
 local run does. An agent that fails, dies or stops answering makes the run invalid
-(``validity.reasons`` says which): a run is never judged on part of its arrivals.
+(``validity.reasons`` says which): a run is never judged on part of its arrivals. Every
+agent must send to the same targets (a name each resolves, ``loadgen.resolve``), else
+the run does not start; run.json's ``generators.targets`` lists them.
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ def run_remote(options: RunOptions, agents: Sequence[AgentLink], body: Payload, 
             shares = [Share(options=options, index=i, payload=body).to_wire() for i in range(n)]
             ready = list(pool.map(lambda a, s: a.call("POST", path, s, START_TIMEOUT_S), agents, shares))
             generators["transports"] = [r.get("transport") for r in ready]
+            generators["targets"] = sent_to(ready, options.targets)
             writer = ResultsWriter(out_dir, {**header, "options": {**header.get("options", {}), "workers": n}})
             started = time.time() + START_LEAD_S + 3.0 * rtt_s  # the go calls take about one round trip
             writer.start(started)
@@ -148,11 +151,23 @@ def run_remote(options: RunOptions, agents: Sequence[AgentLink], body: Payload, 
     stopped = bool(interrupted) or any(d["stopped_early"] for d in done)
     cuts = [d["ended_s"] for d in done if d["ended_s"] is not None]
     schedulers = [d["scheduler"] for d in done]
+    generators["interrupted"] = bool(interrupted)  # else an incomplete run lost an agent
     return finish(writer, options, started=started, elapsed_s=elapsed,
                   complete=not stopped and not failures and len(done) == n, extra_reasons=failures,
                   ended_s=max(cuts) if cuts and not stopped else None,
                   scheduler=merge_scheduler(schedulers) if schedulers else None, cpu=None,
                   generators=generators)
+
+
+def sent_to(ready: Sequence[dict], targets: Sequence[str]) -> list[str]:
+    """The targets every agent said it sends to (``loadgen.resolve``: a headless Service's
+    name becomes a target per replica). AgentCallError when they differ: the union of the
+    shares would not be the schedule's round-robin over the replicas."""
+    lists = [tuple(r.get("targets") or targets) for r in ready]
+    if len(set(lists)) > 1:
+        raise AgentCallError("the agents resolved the targets differently: "
+                             + "; ".join(f"generator {i}: {', '.join(t)}" for i, t in enumerate(lists)))
+    return list(lists[0]) if lists else list(targets)
 
 
 def _collect(pool: concurrent.futures.ThreadPoolExecutor, agents: Sequence[AgentLink], path: str, merger: Merger,

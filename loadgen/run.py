@@ -40,6 +40,13 @@ class RunResult:
     def complete(self) -> bool:
         return bool(self.record["complete"])
 
+    @property
+    def interrupted(self) -> bool:
+        """Stopped by Ctrl-C or SIGTERM. A run through agents may also be incomplete because
+        one failed (then it is invalid, and not interrupted)."""
+        generators = self.record.get("generators") or {}
+        return bool(generators["interrupted"]) if "interrupted" in generators else not self.complete
+
 
 def default_server_identity() -> dict:
     return {"kind": "external", "version": None, "argv": [], "image_digest": None}
