@@ -2,12 +2,11 @@
 API server's pod proxy (``deploy.generators`` renders the Job).
 
 ``PodProxyAgent`` is a link to one agent pod in the shape ``loadgen.remote`` drives
-(``name``, ``call(method, path, body, timeout) -> dict``), through the official client's
-own request machinery (``ApiClient.param_serialize`` / ``call_api``, the bearer token and
-TLS of the kubeconfig): the generated ``connect_*_pod_proxy`` methods take no request
-body, and the control API needs one.
+(``name``, ``call(method, path, body, timeout) -> dict``), through the pod proxy
+(``deploy.pods``).
 
-``GeneratorJob`` applies the Job, waits until every index has a running, ready pod, and
+``GeneratorJob`` applies the headless Service the agents send to and the Job, waits until
+every index has a running, ready pod, and
 gives the links in index order; ``links()`` again after a failure finds the pod the Job
 put in place of one that died (same index, new name). ``delete()`` removes the Job and
 its pods.
@@ -20,12 +19,11 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from deploy import generators
+from deploy import generators, pods
 from deploy.cluster import Kube, api_error
 from deploy.configs import ClusterOptions
 from deploy.target import DeployError
@@ -47,25 +45,13 @@ class PodProxyAgent:
         return f"pod/{self.pod}"
 
     def call(self, method: str, path: str, body: dict | None, timeout: float) -> dict:
-        parts = urlsplit(path)
-        # the proxied path goes in as written: as a path parameter the client would quote its "/"
-        resource = f"/api/v1/namespaces/{self.namespace}/pods/{self.pod}:{self.port}/proxy{parts.path}"
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        request = self.api_client.param_serialize(
-            method=method, resource_path=resource, query_params=parse_qsl(parts.query), header_params=headers,
-            body=body, auth_settings=["BearerToken"])
         try:
-            response = self.api_client.call_api(*request, _request_timeout=timeout)
-            response.read()
-        except (ApiException, Urllib3Error, OSError) as e:
-            raise AgentCallError(f"{self.name}: {method} {path}: {e}") from None
-        if response.status >= 400:
-            raise AgentCallError(f"{self.name}: {method} {path}: {response.status} "
-                                 f"{response.data.decode(errors='replace')[:300]}")
+            data = pods.call(self.api_client, self.namespace, self.pod, self.port, method, path, body=body,
+                             timeout=timeout)
+        except pods.ProxyError as e:
+            raise AgentCallError(str(e)) from None
         try:
-            return json.loads(response.data or b"{}")
+            return json.loads(data or b"{}")
         except ValueError as e:
             raise AgentCallError(f"{self.name}: {method} {path}: not JSON: {e}") from None
 
@@ -99,8 +85,9 @@ class GeneratorJob:
             raise DeployError(f"{doing}: the API server is unreachable: {e}") from None
 
     def apply(self) -> None:
-        self._call(f"applying Job/{generators.JOB_NAME}", self.kube.apply,
-                   generators.job(self.job, self.options), self.namespace)
+        """Applies the headless Service the agents send to, then the Job."""
+        for obj in generators.sweep_objects(self.job, self.options):
+            self._call(f"applying {obj['kind']}/{obj['metadata']['name']}", self.kube.apply, obj, self.namespace)
 
     def links(self, *, wait: bool = True) -> list[PodProxyAgent]:
         """One link per index, each to a running, ready pod (waiting for them up to
@@ -118,20 +105,21 @@ class GeneratorJob:
             self._sleep(self.poll_s)
 
     def _ready_pods(self) -> dict[int, str]:
-        pods = self._call("listing the generator pods", self.kube.pods, self.namespace,
-                          {JOB_NAME_LABEL: generators.JOB_NAME})
+        found = self._call("listing the generator pods", self.kube.pods, self.namespace,
+                           {JOB_NAME_LABEL: generators.JOB_NAME})
         out: dict[int, str] = {}
-        for pod in pods:
-            meta, status = pod.get("metadata", {}), pod.get("status", {})
-            index = meta.get("labels", {}).get(INDEX_LABEL)
-            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
-            if index is not None and status.get("phase") == "Running" and ready and not meta.get("deletionTimestamp"):
-                out[int(index)] = meta["name"]
+        for pod in found:
+            index = pod.get("metadata", {}).get("labels", {}).get(INDEX_LABEL)
+            if index is not None and pods.is_ready(pod):
+                out[int(index)] = pod["metadata"]["name"]
         return out
 
     def delete(self, timeout_s: float = 300.0) -> None:
-        """Deletes the Job and its pods (foreground), and waits until it is gone: a Job
-        applied again while the old one is being deleted would get no new pods."""
+        """Deletes the headless Service, and the Job and its pods (foreground), and waits
+        until the Job is gone: a Job applied again while the old one is being deleted would
+        get no new pods."""
+        service = generators.REPLICAS_SERVICE
+        self._call(f"deleting Service/{service}", self.kube.delete, "Service", service, self.namespace)
         what = f"Job/{generators.JOB_NAME}"
         if not self._call(f"deleting {what}", self.kube.delete, "Job", generators.JOB_NAME, self.namespace):
             return

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import re
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,18 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from deploy import render
+from deploy import generators, pods, render
 from deploy.spec import ClusterOptions, Config
-from deploy.target import DeployError, Target, status_url
+from deploy.target import DeployError, Replica, Target, http_replica
+
+# in-cluster generator agents send to the server pods (the headless Service's DNS name,
+# generators.in_cluster_bases): the sweep needs no address of its own; it reads each pod
+# through the API server (deploy.pods)
+IN_CLUSTER = "in-cluster"
 
 FIELD_MANAGER = "servesweep"
 PORT_FORWARD = "port-forward"  # the --endpoint that reaches one pod (endpoint_refusal)
+ENDPOINTS = ("loadbalancer", PORT_FORWARD, IN_CLUSTER)  # or a base URL http://HOST:PORT
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 # Creation order; teardown goes in reverse.
 KIND_ORDER = ("Namespace", "ConfigMap", "Service", "PodDisruptionBudget", "Deployment")
@@ -74,6 +79,7 @@ class Kube:
     """The few API calls the backend needs, returning plain dicts."""
 
     def __init__(self, api_client: k8s.ApiClient) -> None:
+        self.api_client = api_client
         self.host = api_client.configuration.host
         self._apis = {
             "core": k8s.CoreV1Api(api_client),
@@ -144,8 +150,9 @@ def endpoint_refusal(endpoint: str, config: Config) -> str | None:
     return (f"{config.name}: --endpoint port-forward would measure one of its {config.replicas} replicas "
             "(kubectl port-forward service/NAME forwards to a single pod it picks), not the Service. "
             "Measure the Service: --endpoint loadbalancer (the spec's cluster.service_type: LoadBalancer), "
-            "or --endpoint http://HOST:PORT for an address of the Service reachable from here (a generator "
-            "inside the cluster). port-forward is for a smoke test of a 1-replica Config.")
+            "or --endpoint http://HOST:PORT for an address of the Service reachable from here, or in-cluster "
+            "generators (--generators N), which send to every replica from inside the cluster. port-forward "
+            "is for a smoke test of a 1-replica Config.")
 
 
 class ClusterBackend:
@@ -168,8 +175,8 @@ class ClusterBackend:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if endpoint not in ("loadbalancer", PORT_FORWARD) and not endpoint.startswith(("http://", "https://")):
-            raise DeployError(f"endpoint {endpoint!r}: use loadbalancer, port-forward or a base URL http://HOST:PORT")
+        if endpoint not in ENDPOINTS and not endpoint.startswith(("http://", "https://")):
+            raise DeployError(f"endpoint {endpoint!r}: use {', '.join(ENDPOINTS)} or a base URL http://HOST:PORT")
         self.kube = Kube(api_client)
         self.options = options
         self.work_dir = Path(work_dir)
@@ -228,9 +235,15 @@ class ClusterBackend:
             if obj["kind"] != "Namespace":  # the namespace outlives a configuration
                 self._applied.append(key)
         self._wait_rollout(deployment, ns)
-        base, grpc_base = self._endpoint(service, ns)
+        replicas = functools.partial(self._replicas, ns, deployment["spec"]["selector"]["matchLabels"])
         model = config.serving.model_name
-        self._wait_model(status_url(base, model))
+        if self.endpoint == IN_CLUSTER:
+            base, grpc_base = generators.in_cluster_bases(self.options)
+            for replica in replicas():  # each pod through the API server: this machine has no address
+                self._wait_model(replica, model)
+        else:
+            base, grpc_base = self._endpoint(service, ns)
+            self._wait_model(http_replica(base), model)
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         image = container["image"]
         _, tag, digest = render.split_image(image)
@@ -245,7 +258,18 @@ class ClusterBackend:
             "endpoint": "url" if self.endpoint.startswith("http") else self.endpoint,
         }
         return Target(base_urls=(base,), model_name=model, identity=identity,
-                      grpc_bases=(grpc_base,) if grpc_base else ())
+                      grpc_bases=(grpc_base,) if grpc_base else (), replica_list=replicas)
+
+    def _replicas(self, ns: str, selector: dict[str, str]) -> tuple[Replica, ...]:
+        """The Config's ready server pods, by name, each read through the pod proxy."""
+        try:
+            found = self.kube.pods(ns, selector)
+        except ApiException as e:
+            raise api_error(e, "listing the server pods") from None
+        except Urllib3Error as e:
+            raise self._unreachable(e) from None
+        names = sorted(p["metadata"]["name"] for p in found if pods.is_ready(p))
+        return tuple(pods.replica(self.kube.api_client, ns, name, render.REST_PORT) for name in names)
 
     def problems(self, config: Config | None = None) -> list[str]:
         """What went wrong without stopping the measurement: a port-forward that died
@@ -370,16 +394,15 @@ class ClusterBackend:
                 self._forward.wait()
             self._forward = None
 
-    def _wait_model(self, url: str) -> None:
+    def _wait_model(self, replica: Replica, model: str) -> None:
         expired = self._deadline(self.timeouts.model_available_s)
-        last = "no answer"
         while True:
-            state = model_state(url)
+            state = model_state(replica, model)
             if state == "AVAILABLE":
                 return
-            last = state
             if expired():
-                raise DeployError(f"model at {url} not AVAILABLE after {self.timeouts.model_available_s:.0f} s: {last}")
+                raise DeployError(f"model {model} at {replica.name} not AVAILABLE after "
+                                  f"{self.timeouts.model_available_s:.0f} s: {state}")
             self._sleep(self.timeouts.poll_s)
 
     def _wait_gone(self, keys: Sequence[tuple[str, str, str]]) -> bool:
@@ -393,15 +416,15 @@ class ClusterBackend:
             self._sleep(self.timeouts.poll_s)
 
 
-def model_state(url: str, timeout_s: float = 5.0) -> str:
-    """The best state TF Serving reports at ``url`` (AVAILABLE, LOADING, ...) or why none."""
+def model_state(replica: Replica, model: str, timeout_s: float = 5.0) -> str:
+    """The best state TF Serving reports for ``model`` at ``replica`` (AVAILABLE, LOADING,
+    ...) or why none."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            doc = json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        return f"HTTP {e.code}"
-    except (urllib.error.URLError, OSError, ValueError) as e:
+        doc = json.loads(replica.get(f"/v1/models/{model}", timeout_s))
+    except DeployError as e:
         return f"unreachable ({e})"
+    except ValueError as e:
+        return f"not TF Serving's model status ({e})"
     states = [s.get("state", "") for s in doc.get("model_version_status", [])]
     return "AVAILABLE" if "AVAILABLE" in states else (",".join(states) or "no versions")
 

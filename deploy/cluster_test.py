@@ -1,14 +1,17 @@
 """ClusterBackend against KubeApiDouble (a local stand-in for the API server)."""
 
 import dataclasses
+import http.server
+import random
+import threading
 from pathlib import Path
 
 import pytest
 import yaml
 from kubernetes import client as k8s
 
-from deploy import cluster, spec
-from deploy.k8s_double import KubeApiDouble
+from deploy import cluster, generators, spec
+from deploy.k8s_double import KubeApiDouble, PodProcess
 from deploy.target import DeployError
 from serving.image import lock
 from tools.python.required import required_tool
@@ -223,3 +226,57 @@ def test_an_http_endpoint_names_rest_only(sweep, tmp_path):
         target = _backend(api, sweep, tmp_path, endpoint=api.url).deploy(config)
         with pytest.raises(DeployError, match="gives no gRPC address"):
             target.load_urls("grpc")
+
+
+class _ServerPod:
+    """A server pod of the double: a thread serving TF Serving's model status and a metrics
+    line on its own pod IP in 127.0.0.0/8, on the REST port."""
+
+    def __init__(self, index: int) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body = (b'{"model_version_status": [{"version": "1", "state": "AVAILABLE"}]}'
+                        if self.path.startswith("/v1/models/") else f"served_by {index}\n".encode())
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.ip = f"127.{random.randint(16, 250)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+        self.server = http.server.ThreadingHTTPServer((self.ip, 8501), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def process(self) -> PodProcess:
+        def kill():
+            self.server.shutdown()
+            self.server.server_close()
+
+        return PodProcess(None, lambda: self.thread.is_alive(), kill, ip=self.ip)
+
+
+@needs_kubectl  # deploy builds the overlay with kubectl kustomize
+def test_in_cluster_the_agents_name_the_headless_service_and_each_pod_is_read_through_the_proxy(sweep, tmp_path):
+    config = sweep.config("e2-8-64x2-inter4-batch")
+    with KubeApiDouble(ready_after_polls=0, start_server_pod=lambda dep, i: _ServerPod(i).process()) as api:
+        backend = _backend(api, sweep, tmp_path, endpoint=cluster.IN_CLUSTER)
+        target = backend.deploy(config)
+        host = "tfs-server-replicas.servesweep.svc.cluster.local"
+        assert target.urls == (f"http://{host}:8501/v1/models/resnet:predict",)
+        assert target.load_urls("grpc") == (f"grpc://{host}:8500/resnet",)
+        replicas = target.replicas()
+        assert [r.name.split("-")[:2] for r in replicas] == [["pod/tfs", "server"]] * 2
+        assert sorted(r.get("/monitoring/prometheus/metrics", 5.0) for r in replicas) == [b"served_by 0\n",
+                                                                                             b"served_by 1\n"]
+        proxied = [path for _, path, _, _ in api.requests if "/proxy/" in path]
+        assert any(p.endswith("/proxy/v1/models/resnet") for p in proxied)  # the model waited for, pod by pod
+        # the double's cluster DNS: the headless Service names both pods once it exists
+        api_client = k8s.ApiClient(k8s.Configuration(host=api.url))
+        cluster.Kube(api_client).apply(generators.replicas_service(sweep.cluster), "servesweep")
+        ips = sorted(line.split()[0] for line in Path(api.hosts_path).read_text().splitlines() if line.endswith(host))
+        assert ips == sorted(p["status"]["podIP"] for p, _ in api.pods.values())
+        backend.teardown()
+        assert api.pods == {} and host not in Path(api.hosts_path).read_text()

@@ -9,6 +9,11 @@ index. The pods are Guaranteed (requests = limits, whole CPUs), placed in the sp
 the base Deployment's pod labels), with the restricted Pod Security profile and no API
 token: the sweep drives them through the API server's pod proxy.
 
+The agents send to the server pods through ``replicas_service``, a headless Service
+whose cluster DNS name (``in_cluster_bases``) resolves to every ready server pod: each
+agent sends every replica its turn (``loadgen.resolve``), where a ClusterIP Service would
+pick a pod per connection at random.
+
 ``rbac`` is what the sweep itself needs in its namespace and nothing more: the objects it
 applies and deletes (``deploy.cluster``'s kinds and this Job), the pods it lists, the
 pod proxy it drives agents and scrapes metrics through, and port-forward for a
@@ -25,7 +30,7 @@ from typing import Any
 import yaml
 
 from deploy.configs import ClusterOptions
-from deploy.render import BASE_DIR, HEADER, RenderError
+from deploy.render import BASE_DIR, GRPC_PORT, HEADER, REST_PORT, RenderError
 from formats.agent import AGENT_PORT, COUNT_ENV, READY_PATH
 from serving.image import lock as image_lock
 
@@ -35,6 +40,8 @@ AGENT_LABELS = {"app.kubernetes.io/name": "servesweep-generator", "app.kubernete
 AGENT_ACCOUNT = "servesweep-generator"  # no Role: an agent calls no API
 CONTROLLER_ACCOUNT = "servesweep-controller"  # the sweep's identity in the namespace
 CONTROLLER_ROLE = "servesweep-sweep"
+REPLICAS_SERVICE = "tfs-server-replicas"  # headless: its DNS name resolves to every ready server pod
+CLUSTER_DOMAIN = "cluster.local"  # the cluster's DNS domain (kubelet --cluster-domain; GKE's default)
 LOCK_NAME = "servesweep-loadgen"  # the generator image's key in deploy/images.lock.json
 RUN_AS = 65532
 TTL_AFTER_FINISHED_S = 600  # a Job the sweep could not delete goes away by itself
@@ -143,6 +150,27 @@ def job(spec: GeneratorJob, options: ClusterOptions) -> dict[str, Any]:
     }
 
 
+def replicas_service(options: ClusterOptions) -> dict[str, Any]:
+    """The headless Service the agents send to: no cluster IP, so its DNS name gives the
+    address of every ready server pod (whichever Config is deployed) and no proxy balances
+    their connections."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(REPLICAS_SERVICE, options, {"app.kubernetes.io/part-of": "servesweep"}),
+        "spec": {"clusterIP": "None", "selector": server_pod_labels(),
+                 "ports": [{"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc"},
+                           {"name": "rest", "port": REST_PORT, "targetPort": "rest"}]},
+    }
+
+
+def in_cluster_bases(options: ClusterOptions) -> tuple[str, str]:
+    """The REST base URL and gRPC base the agents send to: ``replicas_service``'s DNS name
+    and the server pods' ports."""
+    host = f"{REPLICAS_SERVICE}.{options.namespace}.svc.{CLUSTER_DOMAIN}"
+    return f"http://{host}:{REST_PORT}", f"grpc://{host}:{GRPC_PORT}"
+
+
 def rbac(options: ClusterOptions) -> list[dict[str, Any]]:
     """The agents' ServiceAccount (no token, no Role), and the sweep's ServiceAccount with
     the Role and RoleBinding that grant it ``RULES`` in the namespace."""
@@ -162,15 +190,22 @@ def rbac(options: ClusterOptions) -> list[dict[str, Any]]:
     ]
 
 
+def sweep_objects(spec: GeneratorJob, options: ClusterOptions) -> list[dict[str, Any]]:
+    """What a sweep with generators applies once and deletes at its end: the headless
+    Service and the Job."""
+    return [replicas_service(options), job(spec, options)]
+
+
 def manifests(spec: GeneratorJob, options: ClusterOptions) -> list[dict[str, Any]]:
-    return [*rbac(options), job(spec, options)]
+    return [*rbac(options), *sweep_objects(spec, options)]
 
 
 def render(spec: GeneratorJob, options: ClusterOptions, out_dir: Path) -> Path:
-    """Writes ``out_dir/generators/rbac.yaml`` and ``job.yaml``; returns the directory."""
+    """Writes ``out_dir/generators/rbac.yaml`` and ``job.yaml`` (the headless Service and
+    the Job); returns the directory."""
     directory = Path(out_dir) / "generators"
     directory.mkdir(parents=True, exist_ok=True)
-    dump = {"rbac.yaml": rbac(options), "job.yaml": [job(spec, options)]}
+    dump = {"rbac.yaml": rbac(options), "job.yaml": sweep_objects(spec, options)}
     for name, objects in dump.items():
         text = HEADER + yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False, width=1000)
         (directory / name).write_text(text)

@@ -33,9 +33,22 @@ def test_the_seed_sweeps_job_and_rbac_validate_strictly():
     sweep = _seed(generator_pool=POOL)
     job = generators.GeneratorJob(count=3, image=IMAGE, sweep_id=sweep.id)
     objects = generators.manifests(job, sweep.cluster)
-    assert [o["kind"] for o in objects] == ["ServiceAccount", "ServiceAccount", "Role", "RoleBinding", "Job"]
+    assert [o["kind"] for o in objects] == ["ServiceAccount", "ServiceAccount", "Role", "RoleBinding", "Service",
+                                            "Job"]
     assert render.validate_objects(objects) == []
     assert {o["metadata"]["namespace"] for o in objects} == {"servesweep"}
+
+
+def test_the_agents_send_to_a_headless_service_of_the_server_pods():
+    sweep = _seed()
+    svc = generators.replicas_service(sweep.cluster)
+    assert svc["spec"]["clusterIP"] == "None"  # its DNS name gives every ready pod, no proxy between
+    base = yaml.safe_load((render.BASE_DIR / "deployment.yaml").read_text())
+    assert svc["spec"]["selector"].items() <= base["spec"]["template"]["metadata"]["labels"].items()
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"rest": render.REST_PORT, "grpc": render.GRPC_PORT}
+    assert generators.in_cluster_bases(sweep.cluster) == (
+        "http://tfs-server-replicas.servesweep.svc.cluster.local:8501",
+        "grpc://tfs-server-replicas.servesweep.svc.cluster.local:8500")
 
 
 def test_the_job_is_indexed_guaranteed_restricted_and_kept_off_the_servers():
@@ -144,4 +157,5 @@ def test_kubectl_accepts_the_job_and_rbac_in_a_client_dry_run(tmp_path):
         "serviceaccount/servesweep-controller created (dry run)",
         "role.rbac.authorization.k8s.io/servesweep-sweep created (dry run)",
         "rolebinding.rbac.authorization.k8s.io/servesweep-sweep created (dry run)",
+        "service/tfs-server-replicas created (dry run)",
         "job.batch/servesweep-generators created (dry run)"])

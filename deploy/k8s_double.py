@@ -14,11 +14,20 @@ backend can be tested here where no API server can run:
 * ``GET /v1/models/<name>`` answers like TF Serving's model status: LOADING for
   ``model_loading_polls`` reads, then AVAILABLE;
 * a Job (batch/v1, Indexed) gets one Pod per index, each a local process that
-  ``start_pod(job, index)`` starts (a ``PodProcess``: its port, whether it is alive, how
-  to kill it); a pod whose process died is replaced, as the Job controller does, by a
+  ``start_pod(job, index)`` starts (a ``PodProcess``: its address, whether it is alive,
+  how to kill it); a pod whose process died is replaced, as the Job controller does, by a
   new pod with the same index; the pod proxy
   (``/api/v1/namespaces/NS/pods/NAME:PORT/proxy/PATH``) forwards to that process, and
-  deleting the Job kills its pods.
+  deleting the Job kills its pods;
+* with ``start_server_pod(deployment, index)``, a Deployment's replicas are Pods too,
+  local processes (a server each, on a pod IP of its own in 127.0.0.0/8 and the
+  container's ports), replaced when one dies, restarted when the Deployment changes,
+  killed when it is deleted; the Deployment is ready when they all run;
+* cluster DNS, for the pods: ``hosts_path`` is a hosts file (``/etc/hosts`` format, kept
+  current) naming every headless Service (``clusterIP: None``) ``NAME.NS.svc.cluster.local``
+  with the pod IP of each ready pod it selects, as cluster DNS answers for a headless
+  Service. A pod reads it as its ``/etc/hosts`` (the agent's ``--hosts``); nothing else
+  is rewritten, and a ClusterIP Service has no address here (there is no kube-proxy).
 
 Every request is logged in ``requests`` as (method, path, content type, query).
 """
@@ -27,7 +36,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -59,11 +70,17 @@ _POD_PROXY = re.compile(
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 
 
-class PodProcess:
-    """What ``start_pod`` returns: a local process standing in for one pod."""
+CLUSTER_DOMAIN = "svc.cluster.local"
 
-    def __init__(self, port: int, alive: Callable[[], bool], kill: Callable[[], None]) -> None:
-        self.port, self.alive, self.kill = port, alive, kill
+
+class PodProcess:
+    """What ``start_pod`` returns: a local process standing in for one pod, at ``ip`` (its
+    pod IP); the pod proxy reaches it at ``port`` whatever port a call names, or at the
+    named port when ``port`` is None (a pod listening on its containers' own ports)."""
+
+    def __init__(self, port: int | None, alive: Callable[[], bool], kill: Callable[[], None],
+                 ip: str = "127.0.0.1") -> None:
+        self.port, self.alive, self.kill, self.ip = port, alive, kill, ip
 
 
 class KubeApiDouble:
@@ -77,20 +94,26 @@ class KubeApiDouble:
         model_loading_polls: int = 1,
         stuck_reason: str | None = None,
         start_pod: Callable[[dict[str, Any], int], PodProcess] | None = None,
+        start_server_pod: Callable[[dict[str, Any], int], PodProcess] | None = None,
     ) -> None:
         self.ready_after_polls = ready_after_polls
         self.lb_after_polls = lb_after_polls
         self.model_loading_polls = model_loading_polls
         self.stuck_reason = stuck_reason
         self.start_pod = start_pod
+        self.start_server_pod = start_server_pod
         self.pods: dict[tuple[str, str], tuple[dict[str, Any], PodProcess]] = {}  # (ns, name) -> (Pod, process)
-        self.replaced = 0  # pods the "Job controller" put in place of dead ones
+        self._owners: dict[tuple[str, str], tuple[tuple[str, str, str], int]] = {}  # pod -> (owner key, index)
+        self.replaced = 0  # pods the "Job controller" (or ReplicaSet) put in place of dead ones
+        self._dir = tempfile.TemporaryDirectory(prefix="k8s-double-")
+        self.hosts_path = os.path.join(self._dir.name, "hosts")
         self._pending: list[tuple[tuple[str, str, str], dict[str, Any], int]] = []  # pods to start
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.requests: list[tuple[str, str, str, dict[str, list[str]]]] = []
         self._polls: dict[tuple[str, str, str], int] = {}
         self._model_polls: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._write_hosts()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -114,6 +137,7 @@ class KubeApiDouble:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+        self._dir.cleanup()
 
     def kinds(self) -> list[str]:
         with self._lock:
@@ -219,7 +243,12 @@ class KubeApiDouble:
             self.objects[key] = obj
             self._polls[key] = 0
             if key[0] == "Job" and old is None:
-                self._start_job(key, obj)
+                self._start_pods(key, obj)
+            if key[0] == "Deployment" and self.start_server_pod is not None and (
+                    old is None or old.get("spec") != obj.get("spec")):
+                self._delete_owned_pods(key)
+                self._start_pods(key, obj)
+            self._write_hosts()
             return 201 if old is None else 200, obj
         if key not in self.objects:
             return _status(404, f'{key[0].lower()}s "{key[2]}" not found', reason="NotFound")
@@ -228,8 +257,8 @@ class KubeApiDouble:
             return 200, self._with_status(key)
         if method == "DELETE":
             self.objects.pop(key)
-            if key[0] == "Job":
-                self._delete_job_pods(key)
+            self._delete_owned_pods(key)
+            self._write_hosts()
             return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
         return _status(405, "method not allowed")
 
@@ -239,6 +268,9 @@ class KubeApiDouble:
         if key[0] == "Deployment":
             want = obj.get("spec", {}).get("replicas", 1)
             ready = want if (self.stuck_reason is None and polls >= self.ready_after_polls) else 0
+            if self.start_server_pod is not None:  # its pods are processes: ready when they all run
+                self._replace_dead_pods()
+                ready = min(ready, sum(owner == key for owner, _ in self._owners.values()))
             obj["status"] = {
                 "observedGeneration": obj["metadata"]["generation"],
                 "replicas": want,
@@ -283,60 +315,92 @@ class KubeApiDouble:
 
     # --- Jobs: pods as local processes -------------------------------------------------
 
-    def _start_job(self, key: tuple[str, str, str], job: dict[str, Any]) -> None:
-        for index in range(job.get("spec", {}).get("completions", 1)):
-            self._start_pod(key, job, index)
+    # --- Jobs and Deployments: pods as local processes ---------------------------------
 
-    def _start_pod(self, key: tuple[str, str, str], job: dict[str, Any], index: int) -> None:
-        """Queues pod ``index`` of the Job (started by ``_launch_pending``, after the lock)."""
-        if self.start_pod is not None:  # else a Job whose pods never start
-            self._pending.append((key, job, index))
+    def _start_pods(self, key: tuple[str, str, str], owner: dict[str, Any]) -> None:
+        spec = owner.get("spec", {})
+        for index in range(spec.get("completions" if key[0] == "Job" else "replicas", 1)):
+            self._start_pod(key, owner, index)
+
+    def _start_pod(self, key: tuple[str, str, str], owner: dict[str, Any], index: int) -> None:
+        """Queues pod ``index`` of a Job or Deployment (started by ``_launch_pending``, after the lock)."""
+        if (self.start_pod if key[0] == "Job" else self.start_server_pod) is not None:  # else pods never start
+            self._pending.append((key, owner, index))
 
     def _launch_pending(self) -> None:
         while True:
             with self._lock:
                 if not self._pending:
                     return
-                key, job, index = self._pending.pop(0)
-            process = self.start_pod(job, index)
+                key, owner, index = self._pending.pop(0)
+            process = (self.start_pod if key[0] == "Job" else self.start_server_pod)(owner, index)
             with self._lock:
-                if ("Job", key[1], key[2]) in self.objects:
-                    self._add_pod(key, job, index, process)
+                now = self.objects.get(key)
+                if now is not None and now.get("spec") == owner.get("spec"):
+                    self._add_pod(key, owner, index, process)
+                    self._write_hosts()
                     continue
-            process.kill()  # the Job went while its pod was starting
+            process.kill()  # its owner went (or changed) while the pod was starting
 
-    def _add_pod(self, key: tuple[str, str, str], job: dict[str, Any], index: int, process: PodProcess) -> None:
-        name = f"{key[2]}-{index}-{uuid.uuid4().hex[:5]}"
-        labels = {**job["spec"]["template"]["metadata"].get("labels", {}), "job-name": key[2],
-                  INDEX_LABEL: str(index)}
+    def _add_pod(self, key: tuple[str, str, str], owner: dict[str, Any], index: int, process: PodProcess) -> None:
+        labels = dict(owner["spec"]["template"]["metadata"].get("labels", {}))
+        if key[0] == "Job":
+            name = f"{key[2]}-{index}-{uuid.uuid4().hex[:5]}"
+            labels |= {"job-name": key[2], INDEX_LABEL: str(index)}
+        else:
+            name = f"{key[2]}-{uuid.uuid4().hex[:10]}-{uuid.uuid4().hex[:5]}"
         pod = {"kind": "Pod", "apiVersion": "v1",
                "metadata": {"name": name, "namespace": key[1], "labels": labels},
-               "status": {"phase": "Running", "podIP": "127.0.0.1",
+               "status": {"phase": "Running", "podIP": process.ip,
                           "conditions": [{"type": "Ready", "status": "True"}]}}
         self.pods[(key[1], name)] = (pod, process)
+        self._owners[(key[1], name)] = (key, index)
 
     def _replace_dead_pods(self) -> None:
-        for (ns, name), (pod, process) in list(self.pods.items()):
+        changed = False
+        for pod_key, (_, process) in list(self.pods.items()):
             if not process.alive():
-                del self.pods[(ns, name)]
-                job_name = pod["metadata"]["labels"]["job-name"]
-                job = self.objects.get(("Job", ns, job_name))
-                if job is not None:
+                del self.pods[pod_key]
+                owner, index = self._owners.pop(pod_key)
+                changed = True
+                if owner in self.objects:
                     self.replaced += 1
-                    self._start_pod(("Job", ns, job_name), job, int(pod["metadata"]["labels"][INDEX_LABEL]))
+                    self._start_pod(owner, self.objects[owner], index)
+        if changed:
+            self._write_hosts()
 
-    def _delete_job_pods(self, key: tuple[str, str, str]) -> None:
-        for (ns, name), (pod, process) in list(self.pods.items()):
-            if ns == key[1] and pod["metadata"]["labels"].get("job-name") == key[2]:
+    def _delete_owned_pods(self, key: tuple[str, str, str]) -> None:
+        for pod_key, (_, process) in list(self.pods.items()):
+            if self._owners[pod_key][0] == key:
                 process.kill()
-                del self.pods[(ns, name)]
+                del self.pods[pod_key]
+                del self._owners[pod_key]
+
+    def _write_hosts(self) -> None:
+        """``hosts_path``: each headless Service's name with its ready pods' IPs (replaced
+        whole, so a reader never sees half of it)."""
+        lines = ["# the API double's cluster DNS: headless Services and their ready pods"]
+        for (kind, ns, name), svc in sorted(self.objects.items()):
+            spec = svc.get("spec", {})
+            if kind != "Service" or spec.get("clusterIP") != "None":
+                continue
+            selector = spec.get("selector") or {}
+            for (pod_ns, _), (pod, process) in sorted(self.pods.items()):
+                if pod_ns == ns and selector.items() <= pod["metadata"]["labels"].items() and process.alive():
+                    lines.append(f"{process.ip} {name}.{ns}.{CLUSTER_DOMAIN}")
+        tmp = self.hosts_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(tmp, self.hosts_path)
 
     def _proxy(self, method: str, m: re.Match, query: str, ctype: str, body: bytes) -> tuple[int, bytes]:
         with self._lock:
             found = self.pods.get((m["ns"], m["pod"]))
         if found is None or not found[1].alive():
             return 503, json.dumps(_status(503, f'pod "{m["pod"]}" has no running process')[1]).encode()
-        url = f"http://127.0.0.1:{found[1].port}{m['rest'] or '/'}" + (f"?{query}" if query else "")
+        process = found[1]
+        port = process.port if process.port is not None else m["port"] or 80
+        url = f"http://{process.ip}:{port}{m['rest'] or '/'}" + (f"?{query}" if query else "")
         request = urllib.request.Request(url, data=body if method in ("POST", "PUT", "PATCH") else None,
                                          method=method, headers={"Content-Type": ctype} if ctype else {})
         try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from deploy.spec import Config
@@ -11,6 +13,29 @@ from deploy.spec import Config
 
 class DeployError(RuntimeError):
     """A deployment could not be brought up or torn down; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Replica:
+    """One server replica, read directly (its Prometheus metrics, its model status):
+    ``name`` says which (its base URL, or ``pod/NAME``); ``get(path, timeout_s)`` returns
+    the body at ``path`` on its REST port, or raises DeployError."""
+
+    name: str
+    get: Callable[[str, float], bytes]
+
+
+def http_replica(base_url: str) -> Replica:
+    """A replica this machine reaches at ``base_url``."""
+    def get(path: str, timeout_s: float) -> bytes:
+        url = base_url.rstrip("/") + path
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                return response.read()
+        except (urllib.error.URLError, OSError) as e:
+            raise DeployError(f"{url}: {e}") from None
+
+    return Replica(base_url, get)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,19 +47,28 @@ class Target:
     for ``model_name``, go into run.json's "targets". ``grpc_bases`` are the same
     endpoints' gRPC addresses (``grpc://HOST:PORT``, one per base URL; empty when the
     backend reaches no gRPC port). ``identity`` is the run.json "server" record (kind,
-    version, argv, image_digest, ...).
+    version, argv, image_digest, ...). ``replica_list`` gives the replicas as they are
+    now, each read on its own (a cluster's pods through the API server); without it each
+    base URL is a replica.
     """
 
     base_urls: tuple[str, ...]
     model_name: str
     identity: Mapping[str, Any]
     grpc_bases: tuple[str, ...] = ()
+    replica_list: Callable[[], tuple[Replica, ...]] | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.base_urls:
             raise ValueError("a Target needs at least one URL")
         if self.grpc_bases and len(self.grpc_bases) != len(self.base_urls):
             raise ValueError("a Target's gRPC addresses pair with its REST URLs, one each")
+
+    def replicas(self) -> tuple[Replica, ...]:
+        """The deployment's replicas, each read on its own (DeployError when they cannot be listed)."""
+        if self.replica_list is not None:
+            return self.replica_list()
+        return tuple(http_replica(b) for b in self.base_urls)
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -80,7 +114,3 @@ def predict_url(base_url: str, model_name: str) -> str:
 def grpc_predict_url(grpc_base: str, model_name: str) -> str:
     """``grpc://HOST:PORT`` + the model: the generator's gRPC target (loadgen.targets parses it)."""
     return f"{grpc_base.rstrip('/')}/{model_name}"
-
-
-def status_url(base_url: str, model_name: str) -> str:
-    return f"{base_url.rstrip('/')}/v1/models/{model_name}"
