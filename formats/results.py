@@ -25,6 +25,7 @@ TABLE_SCHEMA = "servesweep.table/1"  # report/table.csv
 COMPARE_SCHEMA = "servesweep.compare/1"  # report/compare.csv
 PROTOCOLS_SCHEMA = "servesweep.protocols/1"  # report/protocols.csv: REST vs gRPC per deployment
 PROBES_SCHEMA = "servesweep.probes/1"  # <config>/probes.csv: the capacity search's probes
+REPLICAS_SCHEMA = "servesweep.replicas/1"  # <config>/replicas.csv: each replica's share of each probe
 
 # File names inside a sweep directory and a run (config) directory.
 SWEEP_FILE = "sweep.json"
@@ -32,6 +33,8 @@ RUN_FILE = "run.json"
 SERIES_FILE = "series.csv"
 PROBES_FILE = "probes.csv"
 PROBES_DIR = "probes"  # <config>/probes/<repeat>-<n>/: each probe's own run directory
+REPLICAS_FILE = "replicas.csv"
+SERVER_METRICS_FILE = "server_metrics.csv"  # a Config's, and each probe's (its replicas' metrics)
 HLOG_FILES = {"corrected": "latency.hlog", "uncorrected": "latency_uncorrected.hlog"}
 
 SERIES_COLUMNS = ("t_s", "target_rps", "scheduled", "sent", "ok", "errors", "dropped",
@@ -42,6 +45,13 @@ SERIES_COLUMNS = ("t_s", "target_rps", "scheduled", "sent", "ok", "errors", "dro
 PROBES_COLUMNS = ("config", "repeat", "probe", "rate", "seconds", "requests", "over", "errors",
                   "error_classes", "p50_ms", "p90_ms", "p99_ms", "inflation", "over_lo", "over_hi",
                   "backlog_slope", "verdict", "marginal", "valid", "reason", "dir")
+
+# One row per replica per probe (docs/results-format.md "replicas.csv"): the requests the
+# replica counted during the probe (TF Serving's request_count) and its share of them.
+REPLICAS_COLUMNS = ("config", "repeat", "probe", "dir", "replicas", "replica", "requests", "share",
+                    "deviation", "imbalanced", "error")
+# A replica's share is imbalanced when it is off 1/R by more than this, relative: |share * R - 1| > 0.2
+IMBALANCE = 0.2
 
 # run.json's "method": how a Config's capacity was measured
 METHODS = ("search", "ramp")

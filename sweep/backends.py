@@ -1,14 +1,17 @@
-"""The backend a sweep runs on: CPU-pinned local servers, or a Kubernetes cluster."""
+"""The backend a sweep runs on: CPU-pinned local servers, or a Kubernetes cluster (with or
+without in-cluster generator agents)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from deploy.spec import Sweep
 from deploy.target import Backend
 from sweep.loop import SweepError
 
 KINDS = ("local", "k8s")
+DEFAULT_ENDPOINT = "loadbalancer"
 
 
 def backend_kind(sweep: Sweep, asked: str | None) -> str:
@@ -22,12 +25,34 @@ def backend_kind(sweep: Sweep, asked: str | None) -> str:
     return kind
 
 
+def check_generators(kind: str, generators: int, endpoint: str | None) -> str | None:
+    """The endpoint the load goes to (None: the backend's default); SweepError when
+    ``generators`` agents cannot run here. On the local backend the load is sent from this
+    machine, on the cores the servers are pinned beside: agents there would be local
+    processes on those cores, what ``--workers N`` already is."""
+    from deploy.cluster import IN_CLUSTER
+
+    if not generators:
+        if endpoint == IN_CLUSTER:
+            raise SweepError(f"--endpoint {IN_CLUSTER}: only in-cluster generator agents reach it; add --generators N")
+        return endpoint
+    if kind != "k8s":
+        raise SweepError(f"--generators {generators}: generator agents run inside a cluster (the k8s backend); "
+                         "the local backend sends from this machine: use --workers N to split the schedule over "
+                         "N processes here")
+    if endpoint not in (None, IN_CLUSTER):
+        raise SweepError(f"--generators {generators} and --endpoint {endpoint}: the agents send to every replica "
+                         "from inside the cluster, through no endpoint of this machine; drop --endpoint")
+    return IN_CLUSTER
+
+
 def make_backend(sweep: Sweep, kind: str, *, models: Path, workdir: Path,
-                 kube_context: str | None = None, endpoint: str = "loadbalancer",
+                 kube_context: str | None = None, endpoint: str | None = None,
                  allow_tags: bool = False) -> Backend:
     """A backend for ``sweep``'s Configs. Raises SweepError when the cluster's kubeconfig
     cannot be loaded, or a Config cannot be measured through ``endpoint`` (before anything
     is deployed)."""
+    endpoint = endpoint or DEFAULT_ENDPOINT
     if kind == "local":
         from deploy.local import LocalBackend
 
@@ -48,3 +73,26 @@ def make_backend(sweep: Sweep, kind: str, *, models: Path, workdir: Path,
     except Exception as err:  # kubeconfig missing or context unknown: say so plainly
         raise SweepError(f"cannot load kubeconfig (context {kube_context or 'current'}): {err}") from None
     return ClusterBackend(api, options=sweep.cluster, work_dir=workdir, endpoint=endpoint, allow_tags=allow_tags)
+
+
+def generator_spec(sweep: Sweep, count: int, image: str | None, *, allow_tags: bool,
+                   recorded: dict | None = None) -> Any:
+    """The agents (``deploy.generators.GeneratorJob``): ``count`` of ``image`` (default: a
+    rerun's recorded image, else the image lock's ``servesweep-loadgen``), refused
+    (SweepError) unless pinned by digest (or ``allow_tags``), before the cluster is touched."""
+    from deploy import generators, spec
+    from deploy.render import RenderError
+
+    image = image or (recorded or {}).get("image")
+    try:
+        ref = generators.generator_image(spec.lock_file(sweep), image, allow_tags=allow_tags)
+        return generators.GeneratorJob(count=count, image=ref, sweep_id=sweep.id)
+    except RenderError as err:
+        raise SweepError(str(err)) from None
+
+
+def generator_job(sweep: Sweep, backend: Any, agents_spec: Any) -> Any:
+    """The agents' Job (``deploy.agents.GeneratorJob``) on ``backend``'s cluster."""
+    from deploy import agents
+
+    return agents.GeneratorJob(backend.kube.api_client, sweep.cluster, agents_spec)

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from kubernetes import client as k8s
 
 from deploy.local import LocalBackend
 from deploy.spec import Slo, Sweep
@@ -42,3 +43,29 @@ def test_port_forward_on_a_multi_replica_spec_is_refused_before_the_cluster_is_t
     seed = load_spec(Path("deploy/sweeps/seed-gke-e2.yaml"))
     with pytest.raises(SweepError, match=r"would measure one of its \d+ replicas.*\(and \d+ more Configs\)"):
         backends.make_backend(seed, "k8s", models=tmp_path, workdir=tmp_path, endpoint="port-forward")
+
+
+def test_generators_run_in_a_cluster_only_and_send_through_no_endpoint():
+    assert backends.check_generators("local", 0, None) is None
+    assert backends.check_generators("k8s", 0, "port-forward") == "port-forward"
+    assert backends.check_generators("k8s", 2, None) == "in-cluster"
+    with pytest.raises(SweepError, match="add --generators N"):
+        backends.check_generators("k8s", 0, "in-cluster")
+    with pytest.raises(SweepError, match=r"--generators 2: .* inside a cluster .* use --workers N"):
+        backends.check_generators("local", 2, None)
+    with pytest.raises(SweepError, match="drop --endpoint"):
+        backends.check_generators("k8s", 2, "loadbalancer")
+
+
+def test_an_unpinned_generator_image_is_refused():
+    seed = load_spec(Path("deploy/sweeps/seed-gke-e2.yaml"))
+
+    class Backend:  # generator_job reads only the backend's API client (nothing is called here)
+        kube = type("Kube", (), {"api_client": k8s.ApiClient(k8s.Configuration(host="http://127.0.0.1:9"))})()
+
+    with pytest.raises(SweepError, match="not pinned by digest"):
+        backends.generator_spec(seed, 2, "reg.example/loadgen:latest", allow_tags=False)
+    recorded = {"count": 2, "image": "reg.example/loadgen@sha256:" + "a" * 64}
+    agents = backends.generator_spec(seed, 2, None, allow_tags=False, recorded=recorded)  # a rerun's
+    assert agents.count == 2 and agents.sweep_id == seed.id and agents.image == recorded["image"]
+    assert backends.generator_job(seed, Backend(), agents).job == agents

@@ -24,19 +24,21 @@ from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from deploy.target import Backend, Target
-from formats.results import PROBES_DIR, RUN_FILE, RUN_SCHEMA, TOOL
+from deploy.target import Backend, Replica, Target
+from formats.results import PROBES_DIR, RUN_FILE, RUN_SCHEMA, SERVER_METRICS_FILE, TOOL
 from formats.slo import Slo
 from loadgen import payload as payload_mod
 from loadgen.options import GeneratorOptions
+from loadgen.run import run
 from sweep import common_rate, scrape
+from sweep.agents import Generators
+from sweep.bringup import prepare
 from sweep.events import ConfigOutcome, Event
 from sweep.probe import ProbeRules
 from sweep.prober import ProbeLog, run_probe
-from sweep.saturation import saturate
 from sweep.search import Capacity, Found, Outcome, SearchRules, combine, search
 from sweep.status import Status, fresh_dir, now_utc, write_json
-from sweep.warmup import WarmupOptions, warm_and_record
+from sweep.warmup import WarmupOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +117,9 @@ class Subject:
     best_pass: dict | None = None
     failed: str | None = None
     common_probe: dict | None = None  # REST vs gRPC at one rate (sweep.common_rate)
+    read: tuple[Replica, ...] = ()  # the replicas whose metrics were scraped before probing
     before: list = dataclasses.field(default_factory=list)  # metrics scraped before probing
+    after: list = dataclasses.field(default_factory=list)  # ... and after it (before a teardown)
     started: str = dataclasses.field(default_factory=now_utc)
 
 
@@ -245,9 +249,10 @@ class Prober:
     """Runs the next probe of one (Config, repeat) search and feeds the search its outcome."""
 
     def __init__(self, load: GeneratorOptions, rules: ProbeRules, options: SearchOptions,
-                 on_probe: Callable[[ProbeEvent], None], eta: Eta) -> None:
+                 on_probe: Callable[[ProbeEvent], None], eta: Eta, agents: Generators | None = None) -> None:
         self.load, self.rules, self.options = load, rules, options
         self.on_probe, self.eta = on_probe, eta
+        self.send = agents.run if agents is not None else run  # from here, or through the agents
         self.interrupted = False
 
     def start(self, subject: Subject, repeat: int) -> None:
@@ -276,7 +281,8 @@ class Prober:
         seed = self.options.seed * 1_000_003 + subject.index * 10_007 + repeat * 101 + n
         t0 = time.monotonic()
         probe = run_probe(self.load, subject.urls, rate, self.rules, subject.dir / rel, seed=seed,
-                          config_record=subject.config.to_record(), server_identity=dict(subject.target.identity))
+                          config_record=subject.config.to_record(), server_identity=dict(subject.target.identity),
+                          replicas=subject.target.replicas, send=self.send)
         subject.seconds += probe.seconds
         add_totals(subject.totals, probe.record["totals"])
         subject.status.timed("probing", t0)
@@ -290,7 +296,8 @@ class Prober:
             verdict, why = d.outcome + (" (marginal)" if d.marginal else ""), d.reason
         else:
             verdict, why = "INVALID, repeated", probe.outcome.reason
-        self.on_probe(ProbeEvent(subject, repeat, n, rate, verdict, f"{why}; {probe.seconds:.0f} s"))
+        self.on_probe(ProbeEvent(subject, repeat, n, rate, verdict, f"{why}; {probe.seconds:.0f} s"
+                                 + (f"; {probe.imbalance}" if probe.imbalance else "")))
         lat = probe.record["latency_ms"]["corrected"]
         if probe.outcome.valid and d.outcome == "PASS" and (subject.best_pass is None
                                                             or rate > subject.best_pass["rate"]):
@@ -305,50 +312,16 @@ class Prober:
             return True
 
 
-def prepare(subject: Subject, backend: Backend, body_for: Bodies, warmup: WarmupOptions,
-            options: SearchOptions, timeout_s: float, phase: Callable[[str, str], None]) -> bool:
-    """Deploy, warm up and take the first guess, in the Config's protocol; False (with
-    ``subject.failed``) if that fails."""
-    t0 = time.monotonic()
-    phase("deploying", "")
-    try:
-        subject.target = backend.deploy(subject.config)
-        subject.urls = subject.target.load_urls(subject.config.protocol)
-        subject.body = body = body_for(subject.config.protocol, subject.target.model_name)
-    except Exception as err:
-        subject.failed = f"deploy failed: {err}"
-        return False
-    subject.status.timed("deploy", t0)
-    t0 = time.monotonic()
-    phase("warming up", "")
-    _, subject.failed = warm_and_record(subject.urls, body, warmup, timeout_s=timeout_s,
-                                        config_dir=subject.dir)
-    subject.status.timed("warmup", t0)
-    if subject.failed:
-        return False
-    if subject.guess is None:
-        t0 = time.monotonic()
-        sat = saturate(subject.urls, body.body, body.content_type, seconds=options.saturation_s,
-                       timeout_s=timeout_s)
-        subject.status.timed("saturation", t0)
-        if sat.rps <= 0:
-            subject.failed = f"the saturation step completed no request ({sat.errors} errors)"
-            return False
-        subject.guess = sat.rps
-        phase("guess", f"closed-loop saturation {sat.rps:.1f} req/s: the search starts there")
-    subject.before = [scrape.scrape(url) for url in subject.target.base_urls]
-    return True
-
-
 def finish_subject(subject: Subject, backend: Backend, *, slo: Slo, options: SearchOptions,
                    load: GeneratorOptions, complete: bool) -> Capacity:
     """Scrape, write run.json and status.json for a Config whose searches are over."""
     capacity = combine([subject.found[r] for r in sorted(subject.found)])
     if subject.target is not None and subject.before:
-        bases = subject.target.base_urls
-        after = [scrape.scrape(url) for url in bases]
-        subject.status.problems.extend(scrape.record(subject.dir / "server_metrics.csv", bases,
-                                                     subject.before, after))
+        after = subject.after or scrape.scrape_all(subject.read)
+        subject.status.problems.extend(scrape.record(subject.dir / SERVER_METRICS_FILE,
+                                                     [r.name for r in subject.read], subject.before, after))
+    if subject.log.imbalanced:
+        subject.status.problems.append(scrape.imbalanced_probes(subject.log.imbalanced))
     subject.status.problems.extend(backend.problems(subject.config))
     record = capacity_record(subject, capacity, slo=slo, options=options, load=load, complete=complete)
     write_json(subject.dir / RUN_FILE, record)
@@ -388,6 +361,7 @@ class SearchSweep:
     warmup: WarmupOptions
     search: SearchOptions
     force: bool = False
+    agents: Generators | None = None  # in-cluster generator agents every run goes through
 
 
 def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, body_for: Bodies,
@@ -414,12 +388,12 @@ def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, 
         head = f"repeat {e.repeat} probe {e.probe} at {e.rate:.2f} req/s"
         say(e.subject, "probing", f"{head}: {e.verdict}, {e.detail}" if e.verdict else f"{head} ...")
 
-    prober = Prober(how.load, so.probe_rules(how.slo), so, on_probe, eta)
+    prober = Prober(how.load, so.probe_rules(how.slo), so, on_probe, eta, how.agents)
     rng = random.Random(so.seed)
 
     def ready(subject: Subject) -> bool:
-        ok = prepare(subject, backend, body_for, how.warmup, so, how.load.timeout_s,
-                     lambda phase, detail: say(subject, phase, detail))
+        ok = prepare(subject, backend, body_for, how.warmup, so.saturation_s, how.load.timeout_s,
+                     lambda phase, detail: say(subject, phase, detail), load=how.load, agents=how.agents)
         if not ok:
             say(subject, "failed", subject.failed or "")
             _teardown(backend, subject)
@@ -475,6 +449,8 @@ def _capacity_rps(subject: Subject) -> float | None:
 
 
 def _teardown(backend: Backend, subject: Subject) -> None:
+    if subject.before and not subject.after:  # the replicas' metrics, while they are still there
+        subject.after = scrape.scrape_all(subject.read)
     try:
         backend.teardown(subject.config)
     except Exception as err:

@@ -19,6 +19,9 @@ import click
 from analysis.compare import baseline_analysis, compare, format_comparison, write_comparison
 from analysis.drift import machine_change
 from analysis.report import build_report
+from deploy.generators import JOB_NAME
+from deploy.target import DeployError
+from formats.agent import AgentCallError
 from formats.results import METHODS
 from formats.units import UnitError, parse_duration
 from loadgen import flags
@@ -26,6 +29,7 @@ from loadgen.options import FIELDS, OptionsError
 from loadgen.payload import PayloadError
 from sweep import backends, display, models, specs
 from sweep import loop as sweep_mod
+from sweep.agents import generators_up
 from sweep.capacity import fit_budget
 from sweep.search_flags import method_text, pop_search_flags, search_flags
 from sweep.warmup import WarmupOptions
@@ -60,9 +64,16 @@ The load generator's options (--payload ... --priority) may also be set in the s
 @click.option("--backend", type=click.Choice(backends.KINDS), default=None,
               help="Where Configs run. Default: the spec's `backend`.")
 @click.option("--kube-context", default=None, help="kubeconfig context (k8s backend).")
-@click.option("--endpoint", default="loadbalancer", show_default=True,
-              help="k8s: how to reach the Service: loadbalancer, http://HOST:PORT, or port-forward "
-                   "(one pod: refused for a Config of several replicas).")
+@click.option("--endpoint", default=None,
+              help=f"k8s without --generators: how this machine reaches the Service: {backends.DEFAULT_ENDPOINT} "
+                   "(the default), http://HOST:PORT, or port-forward (one pod: refused for a Config of several "
+                   "replicas).")
+@click.option("--generators", "generator_count", type=click.IntRange(min=0), default=None,
+              help="k8s: send the load from N generator agents inside the cluster (an Indexed Job, created "
+                   "once, deleted at the end), to every replica through a headless Service's DNS name. "
+                   "Default: none (a --rerun: as recorded).")
+@click.option("--generator-image", default=None, metavar="REF",
+              help="k8s: the agents' image, REPO@sha256:... (default: the image lock's servesweep-loadgen).")
 @click.option("--allow-tags", is_flag=True, help="k8s: accept an image not pinned by digest.")
 @click.option("--profile", type=click.Choice(specs.PROFILES), default="spec", show_default=True,
               help="Load profile: the spec's, or the seed study's full ramp (150 users, +1/s, 5 min).")
@@ -87,21 +98,27 @@ The load generator's options (--payload ... --priority) may also be set in the s
               help="Bound the search's time (e.g. 20m): fewer repeats, then a coarser resolution, then "
                    "shorter probes, as needed; says what it gave up.")
 @flags.generator_flags
-def main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, models, model_name, model_arch, force,
-         rerun, list_only, pricing, target_rps, no_report, method, budget, **generator) -> None:
+def main(spec_path, backend, kube_context, endpoint, generator_count, generator_image, allow_tags, profile, out,
+         models, model_name, model_arch, force, rerun, list_only, pricing, target_rps, no_report, method, budget,
+         **generator) -> None:
     try:
         search = pop_search_flags(generator)
         _main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, models_dir=models,
               model_name=model_name, model_arch=model_arch, force=force, rerun=rerun, list_only=list_only,
               pricing=pricing, target_rps=target_rps, no_report=no_report,
               given=flags.pop_generator_flags(generator), method=method, search=search,
-              budget_s=parse_duration(budget, positive=True) if budget else None)
-    except (sweep_mod.SweepError, OptionsError, PayloadError, UnitError) as err:
+              budget_s=parse_duration(budget, positive=True) if budget else None,
+              generators=(generator_count, generator_image))
+    except (sweep_mod.SweepError, OptionsError, PayloadError, UnitError, DeployError, AgentCallError) as err:
         raise click.ClickException(str(err)) from None
+    except KeyboardInterrupt:
+        click.echo("stopped by Ctrl-C", err=True)
+        sys.exit(130)
 
 
 def _main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, *, models_dir, model_name, model_arch,
-          force, rerun, list_only, pricing, target_rps, no_report, given, method, search, budget_s) -> None:
+          force, rerun, list_only, pricing, target_rps, no_report, given, method, search, budget_s,
+          generators=(None, None)) -> None:
     echo = display.Display(sys.stderr)
     recorded = None
     if rerun:
@@ -109,6 +126,11 @@ def _main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, 
     else:
         sweep = specs.load_spec(user_path(spec_path) if spec_path else _bundled(DEFAULT_SPEC), profile, model_name)
     kind = backends.backend_kind(sweep, backend)
+    recorded_agents = (recorded or {}).get("generators") or {}
+    count, image = generators[0] if generators[0] is not None else recorded_agents.get("count", 0), generators[1]
+    endpoint = backends.check_generators(kind, count, endpoint)
+    agents_spec = backends.generator_spec(sweep, count, image, allow_tags=allow_tags,
+                                          recorded=recorded_agents) if count else None
     load = specs.load_options(sweep, given, recorded)
     method, search_options = specs.method_options(profile, method, search, recorded)
     given_up: list[str] = []
@@ -134,8 +156,16 @@ def _main(spec_path, backend, kube_context, endpoint, allow_tags, profile, out, 
     echo.line(method_text(method, search_options, len(sweep.configs), given_up))
     target = backends.make_backend(sweep, kind, models=models_path, workdir=root / ".work" / out_dir.name,
                                    kube_context=kube_context, endpoint=endpoint, allow_tags=allow_tags)
+    job = backends.generator_job(sweep, target, agents_spec) if agents_spec else None
     try:
-        outcome = sweep_mod.run_sweep(sweep, target, options, on_event=echo.event)
+        if job is None:
+            outcome = sweep_mod.run_sweep(sweep, target, options, on_event=echo.event)
+        else:
+            echo.line(f"generators: {count} agents ({job.job.image}), Job {JOB_NAME} in namespace {job.namespace}; "
+                      "waiting for every agent ...")
+            with generators_up(job, on_problem=echo.line) as agents:
+                echo.line(f"generators: {count} agents ready")
+                outcome = sweep_mod.run_sweep(sweep, target, options, on_event=echo.event, agents=agents)
     finally:
         with contextlib.suppress(Exception):
             target.teardown()

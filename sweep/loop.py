@@ -21,11 +21,13 @@ from typing import Any
 
 from deploy.spec import Config, Sweep
 from deploy.target import Backend, DeployError, Target
-from formats.results import METHODS, SWEEP_FILE, SWEEP_SCHEMA, TOOL
+from formats.agent import AgentCallError
+from formats.results import METHODS, SERVER_METRICS_FILE, SWEEP_FILE, SWEEP_SCHEMA, TOOL
 from loadgen.options import GeneratorOptions
 from loadgen.run import RunOptions, run
 from loadgen.schedule import Profile
 from sweep import provenance, scrape
+from sweep.agents import Generators
 from sweep.capacity import Bodies, SearchOptions, SearchSweep, bodies, run_search
 from sweep.events import ConfigOutcome, Event, SweepOutcome
 from sweep.status import Status, fresh_dir, is_complete, write_json
@@ -64,7 +66,7 @@ def profile_from(spec: Mapping[str, Any]) -> Profile:
     )
 
 
-def sweep_record(sweep: Sweep, options: SweepOptions) -> dict:
+def sweep_record(sweep: Sweep, options: SweepOptions, agents: Generators | None = None) -> dict:
     """sweep.json: everything needed to repeat the sweep exactly."""
     return {
         "schema": SWEEP_SCHEMA,
@@ -80,6 +82,7 @@ def sweep_record(sweep: Sweep, options: SweepOptions) -> dict:
         "method": options.method,
         "search": options.search.record() if options.method == "search" else None,
         "budget_gave_up": list(options.given_up),
+        "generators": agents.record() if agents is not None else None,
         "tool": dict(TOOL),
         "lock_sha256": provenance.file_sha256(options.lock_path) if options.lock_path else None,
         "git": provenance.git_commit(options.repo),
@@ -121,8 +124,9 @@ def reach_every_replica(load: GeneratorOptions, configs: tuple[Config, ...]) -> 
 
 
 def run_sweep(sweep: Sweep, backend: Backend, options: SweepOptions,
-              on_event: Callable[[Event], None] = lambda e: None) -> SweepOutcome:
-    """Measure every Config of ``sweep`` with ``backend``; results under ``options.out_dir``."""
+              on_event: Callable[[Event], None] = lambda e: None, agents: Generators | None = None) -> SweepOutcome:
+    """Measure every Config of ``sweep`` with ``backend``; results under ``options.out_dir``.
+    ``agents``: in-cluster generator agents that send every run's load (``sweep.agents``)."""
     started = time.monotonic()
     body_for = bodies(options.load.payload)
     for config in sweep.configs:  # bad payloads fail before anything is deployed
@@ -138,10 +142,10 @@ def run_sweep(sweep: Sweep, backend: Backend, options: SweepOptions,
             recorded = None
         if recorded != sweep.id:
             raise SweepError(f"{out} holds another sweep ({recorded}); use a new --out")
-    write_json(existing, sweep_record(sweep, options))
+    write_json(existing, sweep_record(sweep, options, agents))
     if options.method == "search":
         how = SearchSweep(out_dir=out, slo=sweep.slo, load=options.load, warmup=options.warmup,
-                          search=options.search, force=options.force)
+                          search=options.search, force=options.force, agents=agents)
         outcomes, interrupted = run_search(sweep.configs, backend, how, body_for, on_event, skip=is_complete)
         return SweepOutcome(out, tuple(outcomes), interrupted, time.monotonic() - started)
 
@@ -158,7 +162,7 @@ def run_sweep(sweep: Sweep, backend: Backend, options: SweepOptions,
             continue
         t0 = time.monotonic()
         try:
-            outcome = _measure(config, backend, body_for, options, config_dir, sweep.slo.p99_ms,
+            outcome = _measure(config, backend, body_for, options, config_dir, sweep.slo.p99_ms, agents,
                                lambda phase, detail="", progress=None, left=None, i=index, c=config: on_event(
                                    Event(i, total, c.name, phase, detail, progress, eta.eta(c.id, left))))
         except KeyboardInterrupt:
@@ -175,7 +179,7 @@ def run_sweep(sweep: Sweep, backend: Backend, options: SweepOptions,
 
 
 def _measure(config: Config, backend: Backend, body_for: Bodies, options: SweepOptions,
-             config_dir: Path, slo_ms: float, phase: Callable[..., None]) -> ConfigOutcome:
+             config_dir: Path, slo_ms: float, agents: Generators | None, phase: Callable[..., None]) -> ConfigOutcome:
     fresh_dir(config_dir)
     status = Status(config_dir, config.id, config.name)
 
@@ -197,7 +201,7 @@ def _measure(config: Config, backend: Backend, body_for: Bodies, options: SweepO
     timed("deploy", t0)
     try:
         return _warm_and_load(config, backend, body_for, options, config_dir, slo_ms, target, status, phase,
-                              timed, finish)
+                              timed, finish, agents)
     finally:
         t0 = time.monotonic()
         phase("tearing down")
@@ -208,34 +212,42 @@ def _measure(config: Config, backend: Backend, body_for: Bodies, options: SweepO
 def _warm_and_load(config: Config, backend: Backend, body_for: Bodies, options: SweepOptions,
                    config_dir: Path, slo_ms: float, target: Target, status: Status,
                    phase: Callable[..., None], timed: Callable[[str, float], None],
-                   finish: Callable[..., ConfigOutcome]) -> ConfigOutcome:
+                   finish: Callable[..., ConfigOutcome], agents: Generators | None) -> ConfigOutcome:
     t0 = time.monotonic()
     phase("warming up")
     try:
         urls = target.load_urls(config.protocol)
-    except DeployError as err:
+        replicas = target.replicas()
+        if agents is None:
+            _, failed = warm_and_record(urls, body_for(config.protocol, target.model_name), options.warmup,
+                                        timeout_s=options.load.timeout_s, config_dir=config_dir)
+        else:
+            agents.wait_resolved(urls, len(replicas))
+            _, failed = agents.warm_and_record(urls, options.load, options.warmup, replicas=len(replicas),
+                                               config_dir=config_dir)
+    except (DeployError, AgentCallError) as err:
         return finish("failed", str(err))
-    _, failed = warm_and_record(urls, body_for(config.protocol, target.model_name), options.warmup,
-                                timeout_s=options.load.timeout_s, config_dir=config_dir)
     timed("warmup", t0)
     if failed:
         return finish("failed", failed)
 
-    bases = target.base_urls
-    before = [scrape.scrape(url) for url in bases]
+    before = scrape.scrape_all(replicas)
     t0 = time.monotonic()
     profile = profile_from(config.profile)
     phase("loading", f"{profile.kind} {profile.duration_s:.0f} s")
     run_options = RunOptions.of(options.load, targets=urls, profile=profile,
                                 slo_latency_ms=slo_ms)
-    result = run(run_options, str(config_dir), config_record=config.to_record(),
-                 server_identity=dict(target.identity),
-                 on_progress=lambda p: phase("loading", "", p, max(0.0, p.duration_s - p.t_s)))
+    try:
+        result = (agents.run if agents is not None else run)(
+            run_options, str(config_dir), config_record=config.to_record(), server_identity=dict(target.identity),
+            on_progress=lambda p: phase("loading", "", p, max(0.0, p.duration_s - p.t_s)))
+    except AgentCallError as err:
+        return finish("failed", str(err))
     timed("load", t0)
-    after = [scrape.scrape(url) for url in bases]
-    status.problems.extend(scrape.record(config_dir / "server_metrics.csv", bases, before, after))
+    after = scrape.scrape_all(replicas)
+    status.problems.extend(scrape.record(config_dir / SERVER_METRICS_FILE, [r.name for r in replicas], before, after))
     status.problems.extend(backend.problems(config))
-    if not result.complete:
+    if result.interrupted:
         return finish("interrupted", "stopped by Ctrl-C while loading", result.valid)
     if status.problems:
         return finish("done", "; ".join(status.problems), result.valid)
