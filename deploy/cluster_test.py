@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 from deploy import cluster, generators, spec
 from deploy.k8s_double import KubeApiDouble, PodProcess
@@ -280,3 +281,20 @@ def test_in_cluster_the_agents_name_the_headless_service_and_each_pod_is_read_th
         assert ips == sorted(p["status"]["podIP"] for p, _ in api.pods.values())
         backend.teardown()
         assert api.pods == {} and host not in Path(api.hosts_path).read_text()
+
+
+@needs_kubectl  # deploy builds the overlay with kubectl kustomize
+def test_a_namespace_the_sweeps_role_may_not_touch_is_taken_as_given(sweep, tmp_path, monkeypatch):
+    apply = cluster.Kube.apply
+
+    def forbidden_namespace(self, obj, namespace):  # what a namespaced Role gets for a Namespace
+        if obj["kind"] == "Namespace":
+            raise ApiException(status=403, reason="Forbidden")
+        return apply(self, obj, namespace)
+
+    monkeypatch.setattr(cluster.Kube, "apply", forbidden_namespace)
+    with KubeApiDouble(ready_after_polls=0, model_loading_polls=0) as api:
+        backend = _backend(api, sweep, tmp_path, endpoint=api.url)
+        backend.deploy(sweep.configs[0])
+        assert "Deployment/tfs-server" in api.kinds() and "Namespace/servesweep" not in api.kinds()
+        backend.teardown()

@@ -47,11 +47,12 @@ RUN_AS = 65532
 TTL_AFTER_FINISHED_S = 600  # a Job the sweep could not delete goes away by itself
 
 # what the sweep does with each resource (deploy.cluster applies with server-side apply,
-# a PATCH; it reads, deletes and lists; the Job is created once and deleted at the end)
+# a PATCH, which needs create too when the object does not exist yet, as after every
+# teardown; it reads, deletes and lists; the Job is created once and deleted at the end)
 RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("", ("configmaps", "services"), ("get", "patch", "delete")),
-    ("apps", ("deployments",), ("get", "patch", "delete")),
-    ("policy", ("poddisruptionbudgets",), ("get", "patch", "delete")),
+    ("", ("configmaps", "services"), ("get", "create", "patch", "delete")),
+    ("apps", ("deployments",), ("get", "create", "patch", "delete")),
+    ("policy", ("poddisruptionbudgets",), ("get", "create", "patch", "delete")),
     ("batch", ("jobs",), ("get", "create", "patch", "delete")),
     ("", ("pods",), ("get", "list", "watch")),
     ("", ("pods/proxy",), ("get", "create")),  # the agents' control API, each replica's /metrics
