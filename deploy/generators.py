@@ -55,7 +55,9 @@ RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("policy", ("poddisruptionbudgets",), ("get", "create", "patch", "delete")),
     ("batch", ("jobs",), ("get", "create", "patch", "delete")),
     ("", ("pods",), ("get", "list", "watch")),
-    ("", ("pods/proxy",), ("get", "create")),  # the agents' control API, each replica's /metrics
+    # the agents' control API (GET, POST and DELETE /runs/ID: the proxy's verbs are the
+    # HTTP method's), each replica's /metrics and model status
+    ("", ("pods/proxy",), ("get", "create", "delete")),
     ("", ("pods/portforward",), ("create",)),  # --endpoint port-forward (a 1-replica smoke test)
 )
 

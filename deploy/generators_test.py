@@ -95,7 +95,7 @@ def test_the_role_grants_what_the_cluster_backend_calls_and_no_more():
                   "PodDisruptionBudget": "poddisruptionbudgets", "Job": "jobs"}[kind]
         # server-side apply creates an object only with create (it is deleted at every teardown)
         assert {"get", "create", "patch", "delete"} <= grants[(groups[api.group], plural)], kind
-    assert grants[("", "pods/proxy")] == {"get", "create"}
+    assert grants[("", "pods/proxy")] == {"get", "create", "delete"}  # loadgen.remote's GET, POST, DELETE
     assert grants[("batch", "jobs")] == {"get", "create", "patch", "delete"}
     assert not any("*" in verbs or "escalate" in verbs or "bind" in verbs for verbs in grants.values())
     assert ("", "secrets") not in grants
