@@ -68,6 +68,7 @@ def prepare(subject: Any, backend: Backend, body_for: Callable[[str, str], Paylo
             subject.failed = f"the saturation step completed no request ({sat.errors} errors)"
             return False
         subject.guess = sat.rps
-        phase("guess", f"closed-loop saturation {sat.rps:.1f} req/s: the search starts there")
+        how = "closed-loop saturation" if agents is None else "saturation through the agents"
+        phase("guess", f"{how} {sat.rps:.1f} req/s: the search starts there")
     subject.before = scrape.scrape_all(subject.read)
     return True
