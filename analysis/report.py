@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import facts, figures, html_page, protocols
+from analysis import facts, figures, html_page, protocols, replicas
 from analysis.analyze import Analysis, analyze, method_label
 from formats.results import PROTOCOLS_SCHEMA, TABLE_SCHEMA
 from formats.slo import Slo
@@ -77,6 +77,8 @@ def summary_markdown(a: Analysis) -> str:
         lines += ["", "Not measured (in sweep.json, no results): " + ", ".join(a.unmeasured)]
     if not a.protocols.empty:
         lines += ["", *protocols.protocol_markdown(a.protocols)]
+    shares = replicas.replica_markdown(a.results.runs)
+    lines += ["", *shares] if shares else []
     host = facts.host_rows((a.results.sweep or {}).get("host"))
     if host:
         lines += ["", "| host | |", "|---|---|"] + [f"| {k} | {_md_cell(v, None)} |" for k, v in host]
