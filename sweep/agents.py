@@ -26,10 +26,10 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from deploy import generators
-from deploy.agents import GeneratorJob
 from deploy.target import DeployError
 from formats.agent import RESOLVE_PATH, AgentCallError
 from loadgen import recorder
@@ -39,6 +39,9 @@ from loadgen.schedule import Profile
 from sweep.saturation import Saturation
 from sweep.status import write_json
 from sweep.warmup import WarmupOptions, WarmupResult, settled
+
+if TYPE_CHECKING:  # not imported otherwise: a local sweep loads no Kubernetes client
+    from deploy.agents import GeneratorJob
 
 START_ATTEMPTS = 3
 RETRY_S = 5.0  # between attempts: a hung agent's pod leaves Ready within its probe's 3 x 2 s
