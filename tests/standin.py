@@ -82,3 +82,24 @@ def simulated_probe(rate: float, service_s: float, replicas: int, rules, seed: i
         if watch(s):
             break
     return watch.result()
+
+
+def simulated_capacity(service_s: float, replicas: int, rules, options, guesses, seeds):
+    """A Config's capacity as a sweep finds it (``sweep.plan.SearchOptions``: its repeats,
+    and more searches while ``wants_more``), each probe simulated against the stand-in;
+    ``guesses`` and ``seeds`` give each search's first guess and each probe's arrival seed."""
+    from sweep import estimate
+    from sweep.search import Outcome, drive, search
+
+    found, outcomes = [], []
+
+    def probe(rate: float) -> Outcome:
+        outcome = Outcome(rate, simulated_probe(rate, service_s, replicas, rules, next(seeds)))
+        outcomes.append(outcome)
+        return outcome
+
+    while True:
+        cap = estimate.capacity(found, outcomes, p=rules.p, confidence=options.confidence)
+        if not options.wants_more(cap, len(found)):
+            return cap
+        found.append(drive(search(next(guesses), options.search_rules()), probe)[0])
