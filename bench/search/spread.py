@@ -9,6 +9,8 @@ spending repeats, the capacity's median against the truth (``truth_capacity``), 
 (sd / truth), how often the 95% interval held the truth, the interval's median half-width,
 how often two sweeps agree within 10%, and the searches and probe-seconds a Config took;
 the first row of each setting is the baseline the others are measured against in the same run.
+The last columns are the estimate before pooling, measured on the same searches: the median
+of the searches' own crossings (each bisected on single probes' verdicts).
 
   bazel run //bench/search:spread -- [--sweeps 150] [--plans 2,2-4,4] [--precision 0.10] [--probe-max 40]
 """
@@ -22,12 +24,15 @@ import numpy as np
 
 from sweep.plan import SearchOptions
 from sweep.probe import ProbeRules
-from tests.standin import simulated_capacity
+from tests.standin import simulated_capacity, simulated_truth
 from tests.standin_server import truth_capacity
 
-# name -> (service seconds, replicas): the default sweep's shapes on 2 cores, ResNet50's
-# service time scaled from their measured capacities (one 2-CPU replica ~14 req/s)
-SETTINGS = {"1 replica, 65 ms": (0.065, 1), "2 replicas, 130 ms": (0.130, 2)}
+# name -> (service seconds, replicas, discipline): the default sweep's shapes on 2 cores,
+# ResNet50's service time scaled from their measured capacities (one 2-CPU replica ~14
+# req/s); FIFO as the stand-in server queues, processor sharing as a server running every
+# request at once on its threads roughly does
+SETTINGS = {"1 replica, 65 ms": (0.065, 1, "fifo"), "2 replicas, 130 ms": (0.130, 2, "fifo"),
+            "1 replica, 65 ms, PS": (0.065, 1, "ps")}
 SLO_MS = 1000.0
 
 
@@ -41,25 +46,37 @@ def plans(text: str, precision: float) -> list[SearchOptions]:
     return out
 
 
-def measure(service_s: float, replicas: int, options: SearchOptions, rules: ProbeRules, sweeps: int,
-            guess_error: float, seed: int) -> dict:
-    truth = truth_capacity(service_s, replicas, SLO_MS / 1000.0)
-    points, held, widths, searches, probes = [], [], [], [], []
+def truth(service_s: float, replicas: int, discipline: str) -> float:
+    if discipline == "fifo":
+        return truth_capacity(service_s, replicas, SLO_MS / 1000.0)
+    return simulated_truth(service_s, replicas, SLO_MS / 1000.0, discipline)
+
+
+def measure(service_s: float, replicas: int, discipline: str, truth_rps: float, options: SearchOptions,
+            rules: ProbeRules, sweeps: int, guess_error: float, seed: int) -> dict:
+    points, medians, held, widths, searches, probes = [], [], [], [], [], []
     for k in range(sweeps):
         rng = np.random.default_rng(seed + k)
         raw = replicas / service_s
         guesses = (raw * rng.uniform(1.0 - guess_error, 1.0 + guess_error) for _ in itertools.count())
-        cap = simulated_capacity(service_s, replicas, rules, options, guesses, itertools.count((seed + k) * 100_003))
-        points.append(cap.rps / truth)
-        held.append(cap.lo <= truth <= cap.hi)
+        cap = simulated_capacity(service_s, replicas, rules, options, guesses, itertools.count((seed + k) * 100_003),
+                                 discipline)
+        points.append(cap.rps / truth_rps)
+        medians.append(float(np.median(cap.points)) / truth_rps)
+        held.append(cap.lo <= truth_rps <= cap.hi)
         widths.append(cap.half_width)
         searches.append(cap.repeats)
         probes.append(cap.probes)
-    v = np.array(points)
-    pairs = np.abs(v[:, None] / v[None, :] - 1.0)[np.triu_indices(len(v), 1)]
-    return {"truth": truth, "bias": float(np.median(v) - 1.0), "sd": float(np.std(v)), "held": float(np.mean(held)),
-            "width": float(np.median(widths)), "within": float(np.mean(pairs <= 0.10)),
-            "searches": float(np.mean(searches)), "probes": float(np.mean(probes))}
+    v, old = np.array(points), np.array(medians)
+    return {"truth": truth_rps, "bias": float(np.median(v) - 1.0), "sd": float(np.std(v)), "held": float(np.mean(held)),
+            "width": float(np.median(widths)), "within": within(v), "searches": float(np.mean(searches)),
+            "probes": float(np.mean(probes)), "old_bias": float(np.median(old) - 1.0), "old_sd": float(np.std(old)),
+            "old_within": within(old)}
+
+
+def within(v: np.ndarray, tolerance: float = 0.10) -> float:
+    """The fraction of pairs of sweeps whose capacities agree within ``tolerance``."""
+    return float(np.mean(np.abs(v[:, None] / v[None, :] - 1.0)[np.triu_indices(len(v), 1)] <= tolerance))
 
 
 @click.command()
@@ -80,18 +97,20 @@ def main(sweeps: int, plan_text: str, precision: float, probe_max: int, guess_er
         raise click.BadParameter(f"a comma-separated list of N or N-M (N <= M): {err}", param_hint="--plans") from None
     rules = ProbeRules(latency_ms=SLO_MS, max_s=probe_max)
     click.echo(f"SLO p99 <= {SLO_MS:.0f} ms, probes {rules.min_s}-{rules.max_s} s, {sweeps} simulated sweeps a row")
-    click.echo(f"{'setting':20} {'searches':>8} {'truth':>6} {'bias':>6} {'sd':>5} {'sd/base':>7} {'CI held':>7} "
-               f"{'CI +-':>6} {'P(2 within 10%)':>15} {'mean searches':>13} {'pooled':>6}")
-    for name, (service_s, replicas) in SETTINGS.items():
-        base = None
+    click.echo(f"{'setting':22} {'searches':>8} {'truth':>6} {'bias':>6} {'sd':>5} {'sd/base':>7} {'CI held':>7} "
+               f"{'CI +-':>6} {'P(2 within 10%)':>15} {'mean searches':>13} {'pooled':>6} | median of searches: "
+               f"{'bias':>6} {'sd':>5} {'P(2 within 10%)':>15}")
+    for name, (service_s, replicas, discipline) in SETTINGS.items():
+        base, truth_rps = None, truth(service_s, replicas, discipline)
         for options in chosen:
-            m = measure(service_s, replicas, options, rules, sweeps, guess_error, seed)
+            m = measure(service_s, replicas, discipline, truth_rps, options, rules, sweeps, guess_error, seed)
             base = base or m["sd"]
             label = str(options.repeats) if options.most_repeats == options.repeats else \
                 f"{options.repeats}-{options.max_repeats}"
-            click.echo(f"{name:20} {label:>8} {m['truth']:6.2f} {m['bias']:+6.1%} {m['sd']:5.1%} "
+            click.echo(f"{name:22} {label:>8} {m['truth']:6.2f} {m['bias']:+6.1%} {m['sd']:5.1%} "
                        f"{m['sd'] / base:7.2f} {m['held']:7.0%} {m['width']:6.1%} {m['within']:15.0%} "
-                       f"{m['searches']:13.1f} {m['probes']:6.1f}")
+                       f"{m['searches']:13.1f} {m['probes']:6.1f} |                     {m['old_bias']:+6.1%} "
+                       f"{m['old_sd']:5.1%} {m['old_within']:15.0%}")
 
 
 if __name__ == "__main__":
