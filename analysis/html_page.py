@@ -188,9 +188,10 @@ def _definitions(a: Analysis) -> str:
     out = []
     if SEARCH in methods:
         out.append("<b>Capacity search:</b> throughput within the SLO is the Config's capacity, the rate where "
-                   "constant-rate probes' share of requests over the p99 bound crosses 1% (PASS/FAIL verdicts "
-                   "at 95% confidence), with its 95% CI; Configs whose intervals overlap the best one's are "
-                   "tied within noise. Its latencies @SLO are those of its highest passing probe.")
+                   "the share of requests over the p99 bound, counted over all its constant-rate probes together, "
+                   "crosses 1% (PASS/FAIL verdicts at 95% confidence steer the search), with its 95% CI; "
+                   "Configs whose intervals overlap the best one's are tied within noise. Its latencies @SLO are "
+                   "those of its highest passing probe.")
     if methods - {SEARCH}:
         out.append(f"<b>{escape(method_label(RAMP).capitalize())}:</b> throughput within the SLO is the "
                    f"highest ok-response rate over a {WINDOW_S}-second window whose p99 (merged HdrHistogram, "

@@ -31,7 +31,7 @@ import yaml
 
 from deploy.configs import ClusterOptions
 from deploy.render import BASE_DIR, GRPC_PORT, HEADER, REST_PORT, RenderError
-from formats.agent import AGENT_PORT, COUNT_ENV, READY_PATH
+from formats.agent import AGENT_PORT, AGENT_UID, COUNT_ENV, IMAGE_LOCK_NAME, READY_PATH
 from serving.image import lock as image_lock
 
 JOB_NAME = "servesweep-generators"
@@ -42,8 +42,8 @@ CONTROLLER_ACCOUNT = "servesweep-controller"  # the sweep's identity in the name
 CONTROLLER_ROLE = "servesweep-sweep"
 REPLICAS_SERVICE = "tfs-server-replicas"  # headless: its DNS name resolves to every ready server pod
 CLUSTER_DOMAIN = "cluster.local"  # the cluster's DNS domain (kubelet --cluster-domain; GKE's default)
-LOCK_NAME = "servesweep-loadgen"  # the generator image's key in deploy/images.lock.json
-RUN_AS = 65532
+LOCK_NAME = IMAGE_LOCK_NAME  # the generator image's key in deploy/images.lock.json (//loadgen:image)
+RUN_AS = AGENT_UID
 TTL_AFTER_FINISHED_S = 600  # a Job the sweep could not delete goes away by itself
 
 # what the sweep does with each resource (deploy.cluster applies with server-side apply,
@@ -86,13 +86,23 @@ def generator_image(lock_file: Path | None, ref: str | None, *, allow_tags: bool
         try:
             return image_lock.resolve(image_lock.read_lock(lock_file), LOCK_NAME, lock_path=str(lock_file)).ref
         except image_lock.ImageLockError:
-            raise RenderError(f"generators: no {LOCK_NAME!r} image is locked in {lock_file}: pass the agents' "
-                              "image as --generator-image REPO@sha256:... (building it here, "
-                              "//loadgen:image, is not written yet)") from None
+            raise RenderError(f"generators: no {LOCK_NAME!r} image is locked in {lock_file}: build and push "
+                              "it with `bazel run //loadgen:image -- --repository REGISTRY/REPO`, which "
+                              "records its digest, or pass --generator-image REPO@sha256:...") from None
     if not image_lock.is_pinned(ref) and not allow_tags:
         raise RenderError(f"generator image {ref!r} is not pinned by digest: use REPO@sha256:..., "
                           "or pass --allow-tags (a tag can move between runs)")
     return ref
+
+
+def rerun_image(recorded_ref: str, lock_file: Path) -> str:
+    """For ``--rerun`` of a sweep whose agents ran ``recorded_ref`` from the lock: that image,
+    when the lock still holds it; RenderError (saying both digests) when it changed."""
+    try:
+        return image_lock.unchanged(image_lock.read_lock(lock_file), LOCK_NAME, recorded_ref,
+                                    lock_path=str(lock_file)).ref
+    except image_lock.ImageLockError as e:
+        raise RenderError(f"generators: {e}") from None
 
 
 def server_pod_labels() -> dict[str, str]:

@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -127,6 +128,17 @@ def test_the_image_comes_from_the_lock_or_must_be_pinned(tmp_path):
     assert generators.generator_image(None, "reg.example/p/loadgen:latest", allow_tags=True).endswith(":latest")
     with pytest.raises(RenderError):
         generators.GeneratorJob(count=0, image=IMAGE, sweep_id="s")
+
+
+def test_a_rerun_refuses_a_generator_image_that_changed_in_the_lock(tmp_path):
+    lock_file = tmp_path / "images.lock.json"
+    lock.update_lock(lock_file, generators.LOCK_NAME,
+                     lock.LockedImage(repository="reg.example/p/servesweep-loadgen", digest=DIGEST))
+    assert generators.rerun_image(IMAGE, lock_file) == IMAGE
+    lock.update_lock(lock_file, generators.LOCK_NAME,
+                     lock.LockedImage(repository="reg.example/p/servesweep-loadgen", digest="sha256:" + "e" * 64))
+    with pytest.raises(RenderError, match="changed since the run was recorded: it ran " + re.escape(IMAGE)):
+        generators.rerun_image(IMAGE, lock_file)
 
 
 @pytest.mark.parametrize(("pool", "field"), [

@@ -1,5 +1,6 @@
-"""The generator agent's contract with what starts it (deploy's Job) and what drives it
-(loadgen.remote): its port, its readiness path, and the environment that names its share."""
+"""The generator agent's contract with what starts it (deploy's Job, from the image
+//loadgen:image builds) and what drives it (loadgen.remote): its port, its readiness path,
+the environment that names its share, the user it runs as and its image's lock entry."""
 
 AGENT_PORT = 8600  # the control API (`//loadgen:agent --port`)
 READY_PATH = "/ready"
@@ -7,6 +8,8 @@ RESOLVE_PATH = "/resolve"  # ?target=URL...: the targets a share naming them is 
 SHARE_SCHEMA = "servesweep.share/1"  # what a controller posts to /runs/ID (loadgen.share)
 COUNT_ENV = "SERVESWEEP_GENERATORS"  # how many agents share the schedule
 INDEX_ENV = "JOB_COMPLETION_INDEX"  # this agent's index: set by Kubernetes for an Indexed Job's pods
+AGENT_UID = 65532  # the image's USER and the Job's runAsUser/runAsGroup (numeric: runAsNonRoot)
+IMAGE_LOCK_NAME = "servesweep-loadgen"  # the generator image's key in deploy/images.lock.json
 
 
 class AgentCallError(RuntimeError):

@@ -1,7 +1,10 @@
 """The search method of a sweep: every Config's capacity, its probes interleaved.
 
 For each Config: deploy, warm up, a closed-loop saturation step for the first guess,
-then ``repeats`` independent searches (``sweep.search``). When the backend holds many
+then ``repeats`` independent searches (``sweep.search``), and one more search at a time
+(up to ``max_repeats``) while the Config's 95% interval is wider than ``precision`` on
+either side: measurement goes where the answer is still loose. The capacity pools every
+probe of the Config (``sweep.estimate``). When the backend holds many
 Configs at once (the local one), every Config stays up and the next probe of all
 unfinished searches is taken in a seeded random order, round after round, so drift on
 the machine hits every Config alike. Otherwise Configs are measured in blocks (deploy,
@@ -18,7 +21,6 @@ import dataclasses
 import functools
 import math
 import random
-import statistics
 import time
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
@@ -30,45 +32,17 @@ from formats.slo import Slo
 from loadgen import payload as payload_mod
 from loadgen.options import GeneratorOptions
 from loadgen.run import run
-from sweep import common_rate, scrape
+from sweep import common_rate, estimate, scrape
 from sweep.agents import Generators
 from sweep.bringup import prepare
+from sweep.estimate import Capacity
 from sweep.events import ConfigOutcome, Event
+from sweep.plan import Eta, SearchOptions
 from sweep.probe import ProbeRules
 from sweep.prober import ProbeLog, run_probe
-from sweep.search import Capacity, Found, Outcome, SearchRules, combine, search
+from sweep.search import Found, Outcome, search
 from sweep.status import Status, fresh_dir, now_utc, write_json
 from sweep.warmup import WarmupOptions
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchOptions:
-    repeats: int = 2  # the default sweep: two interleaved searches per Config (~25 min on 2 cores)
-    resolution: float = 0.03
-    confidence: float = 0.95
-    max_probe_s: int = 40
-    min_probe_s: int = 13
-    transient_s: int = 3
-    seed: int = 1  # interleaving order and the probes' arrival seeds
-    saturation_s: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.repeats < 1:
-            raise ValueError("repeats must be >= 1")
-        if not 0.5 <= self.confidence < 1.0:
-            raise ValueError("confidence must lie in [0.5, 1)")
-        self.search_rules()  # their own checks
-        ProbeRules(latency_ms=1.0, transient_s=self.transient_s, min_s=self.min_probe_s, max_s=self.max_probe_s)
-
-    def probe_rules(self, slo: Slo) -> ProbeRules:
-        return ProbeRules.from_slo(slo, confidence=self.confidence, transient_s=self.transient_s,
-                                   min_s=self.min_probe_s, max_s=self.max_probe_s)
-
-    def search_rules(self) -> SearchRules:
-        return SearchRules(resolution=self.resolution)
-
-    def record(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 class Measured(Protocol):
@@ -111,6 +85,8 @@ class Subject:
     searches: dict[int, Generator[float, Outcome, Found]] = dataclasses.field(default_factory=dict)
     rates: dict[int, float] = dataclasses.field(default_factory=dict)  # repeat -> next rate
     found: dict[int, Found] = dataclasses.field(default_factory=dict)
+    outcomes: list[Outcome] = dataclasses.field(default_factory=list)  # every probe the searches ran
+    settled: bool = False  # no further search (precise enough, at most_repeats, or out of budget)
     probes: dict[int, int] = dataclasses.field(default_factory=dict)  # repeat -> probes run
     seconds: float = 0.0
     totals: dict = dataclasses.field(default_factory=dict)  # summed over the probes
@@ -135,77 +111,7 @@ class ProbeEvent:
     detail: str = ""
 
 
-class Eta:
-    """Seconds left: probes expected (``expected_probes`` a search, or what searches took)
-    times the measured seconds a probe costs, drain and bookkeeping included. A search's
-    first probe (at the saturation guess, above capacity: a FAIL within seconds) and its
-    later ones (near capacity: mostly their longest) are costed apart, so the quick first
-    probes do not make the sweep's start promise half the time it takes."""
-
-    def __init__(self, searches: int, options: SearchOptions) -> None:
-        self.expected = expected_probes(options)
-        self.left = searches
-        self.done_probes: list[int] = []
-        self.first_costs: list[float] = []
-        self.later_costs: list[float] = []
-        self.default_probe_s = probe_cost_s(options)
-        self.running: dict[tuple[int, int], int] = {}
-
-    def probe(self, key: tuple[int, int], seconds: float) -> None:
-        self.running[key] = self.running.get(key, 0) + 1
-        (self.first_costs if self.running[key] == 1 else self.later_costs).append(seconds)
-
-    def finish(self, key: tuple[int, int]) -> None:
-        self.done_probes.append(self.running.pop(key, 0))
-        self.left -= 1
-
-    def eta(self) -> float:
-        per_search = (sum(self.done_probes) / len(self.done_probes)) if self.done_probes else self.expected
-        first = statistics.fmean(self.first_costs) if self.first_costs else self.default_probe_s
-        later = statistics.fmean(self.later_costs) if self.later_costs else self.default_probe_s
-        seconds = sum(max(1.0, per_search - n) for n in self.running.values()) * later
-        unstarted = max(0, self.left - len(self.running))
-        return seconds + unstarted * (first + max(0.0, per_search - 1.0) * later)
-
-
-def expected_probes(options: SearchOptions) -> float:
-    """Probes a search is expected to take: about two to bracket, then the bisections."""
-    rules = options.search_rules()
-    return 2.0 + math.ceil(math.log2(math.log(rules.step) / math.log1p(rules.resolution)))
-
-
-def probe_cost_s(options: SearchOptions) -> float:
-    """Expected seconds a probe costs: most probes near capacity run to ``max_probe_s``
-    (the default ResNet50 sweep: 23 probes, 32 s each with 13-40 s probes), plus the drain."""
-    return 0.75 * options.max_probe_s + 0.25 * options.min_probe_s + 2.0
-
-
-def plan_seconds(configs: int, options: SearchOptions) -> float:
-    """Expected duration of a search sweep's probing before it starts."""
-    return configs * options.repeats * expected_probes(options) * probe_cost_s(options)
-
-
-def fit_budget(configs: int, options: SearchOptions, budget_s: float) -> tuple[SearchOptions, list[str]]:
-    """Fewer repeats, then a coarser resolution, then shorter probes, until the plan fits
-    ``budget_s``; returns the options and what was given up, in words."""
-    given_up = []
-    repeats = options.repeats
-    while plan_seconds(configs, options) > budget_s and options.repeats > 1:
-        options = dataclasses.replace(options, repeats=options.repeats - 1)
-    if options.repeats != repeats:
-        given_up.append(f"repeats {repeats} -> {options.repeats}")
-    for resolution in (0.05, 0.10):
-        if plan_seconds(configs, options) > budget_s and options.resolution < resolution:
-            given_up.append(f"resolution {options.resolution:.0%} -> {resolution:.0%}")
-            options = dataclasses.replace(options, resolution=resolution)
-    for max_s in (30, 20):
-        if plan_seconds(configs, options) > budget_s and options.max_probe_s > max_s:
-            given_up.append(f"longest probe {options.max_probe_s} s -> {max_s} s")
-            options = dataclasses.replace(options, max_probe_s=max_s, min_probe_s=min(options.min_probe_s, max_s))
-    return options, given_up
-
-
-def capacity_record(subject: Subject, capacity: Capacity, *, slo: Slo, options: SearchOptions,
+def capacity_record(subject: Subject, cap: Capacity, *, slo: Slo, options: SearchOptions,
                     load: GeneratorOptions, complete: bool) -> dict:
     """The Config's run.json for the search method."""
     target = subject.target
@@ -221,8 +127,7 @@ def capacity_record(subject: Subject, capacity: Capacity, *, slo: Slo, options: 
         "payload": subject.body.record() if subject.body else None, "targets": list(subject.urls),
         "options": load.to_mapping(), "slo": slo.to_dict(),
         "rules": options.record(), "guess_rps": subject.guess,
-        "capacity": {"rps": capacity.rps, "lo": capacity.lo, "hi": capacity.hi, "repeats": capacity.repeats,
-                     "points": list(capacity.points), "errors": list(capacity.errors)},
+        "capacity": cap.to_record(),
         "searches": [{"repeat": r, "capacity": f.capacity, "lo": f.lo, "hi": None if math.isinf(f.hi) else f.hi,
                       "ci_lo": f.ci_lo, "ci_hi": None if math.isinf(f.ci_hi) else f.ci_hi, "probes": f.probes,
                       "converged": f.converged, "error": f.error} for r, f in sorted(subject.found.items())],
@@ -232,7 +137,7 @@ def capacity_record(subject: Subject, capacity: Capacity, *, slo: Slo, options: 
         "started_at": subject.started, "ended_at": now_utc(), "duration_s": round(subject.seconds, 3),
         "complete": complete,
         "totals": subject.totals or {"scheduled": 0, "sent": 0, "ok": 0, "errors": 0, "error_classes": {}},
-        "validity": {"valid": capacity.rps is not None and not reasons, "reasons": reasons},
+        "validity": {"valid": cap.rps is not None and not reasons, "reasons": reasons},
     }
 
 
@@ -254,6 +159,7 @@ class Prober:
         self.on_probe, self.eta = on_probe, eta
         self.send = agents.run if agents is not None else run  # from here, or through the agents
         self.interrupted = False
+        self.spent_s = 0.0  # wall seconds spent probing, drains included
 
     def start(self, subject: Subject, repeat: int) -> None:
         subject.searches[repeat] = gen = search(subject.guess, self.options.search_rules())
@@ -286,6 +192,7 @@ class Prober:
         subject.seconds += probe.seconds
         add_totals(subject.totals, probe.record["totals"])
         subject.status.timed("probing", t0)
+        self.spent_s += time.monotonic() - t0
         self.eta.probe((subject.index, repeat), time.monotonic() - t0)
         subject.log.write(subject.config.id, repeat, n, probe, rel)
         d = probe.outcome.decision
@@ -303,6 +210,7 @@ class Prober:
                                                             or rate > subject.best_pass["rate"]):
             subject.best_pass = {"rate": rate, "p50_ms": lat["p50"], "p90_ms": lat["p90"], "p99_ms": lat["p99"],
                                  "dir": rel}
+        subject.outcomes.append(probe.outcome)
         try:
             subject.rates[repeat] = subject.searches[repeat].send(probe.outcome)
             return False
@@ -315,7 +223,7 @@ class Prober:
 def finish_subject(subject: Subject, backend: Backend, *, slo: Slo, options: SearchOptions,
                    load: GeneratorOptions, complete: bool) -> Capacity:
     """Scrape, write run.json and status.json for a Config whose searches are over."""
-    capacity = combine([subject.found[r] for r in sorted(subject.found)])
+    cap = subject_capacity(subject, options)
     if subject.target is not None and subject.before:
         after = subject.after or scrape.scrape_all(subject.read)
         subject.status.problems.extend(scrape.record(subject.dir / SERVER_METRICS_FILE,
@@ -323,7 +231,7 @@ def finish_subject(subject: Subject, backend: Backend, *, slo: Slo, options: Sea
     if subject.log.imbalanced:
         subject.status.problems.append(scrape.imbalanced_probes(subject.log.imbalanced))
     subject.status.problems.extend(backend.problems(subject.config))
-    record = capacity_record(subject, capacity, slo=slo, options=options, load=load, complete=complete)
+    record = capacity_record(subject, cap, slo=slo, options=options, load=load, complete=complete)
     write_json(subject.dir / RUN_FILE, record)
     subject.log.close()
     if not complete:
@@ -333,7 +241,14 @@ def finish_subject(subject: Subject, backend: Backend, *, slo: Slo, options: Sea
     else:
         problems = "; ".join(subject.status.problems) or None
         subject.status.finish("done", problems, record["validity"]["valid"])
-    return capacity
+    return cap
+
+
+def subject_capacity(subject: Subject, options: SearchOptions) -> Capacity:
+    """The Config's capacity so far: every search it finished, every probe they ran."""
+    rules = options.search_rules()
+    return estimate.capacity([subject.found[r] for r in sorted(subject.found)], subject.outcomes, p=rules.p,
+                             confidence=options.confidence)
 
 
 def interleave(pairs: list[tuple[Subject, int]], prober: Prober, rng: random.Random) -> None:
@@ -379,7 +294,7 @@ def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, 
         fresh_dir(config_dir)
         subjects.append(Subject(index, config, config_dir, Status(config_dir, config.id, config.name),
                                 ProbeLog(config_dir)))
-    eta = Eta(len(subjects) * so.repeats, so)
+    eta = Eta(len(subjects) * so.most_repeats, so)
 
     def say(subject: Subject, phase: str, detail: str = "") -> None:
         on_event(Event(subject.index, total, subject.config.name, phase, detail, eta_s=eta.eta()))
@@ -399,22 +314,38 @@ def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, 
             _teardown(backend, subject)
         return ok
 
+    def announce(pairs: list[tuple[Subject, int]]) -> None:
+        for subject, repeat in pairs:
+            if repeat > so.repeats:
+                cap = subject_capacity(subject, so)
+                say(subject, "probing", f"search {repeat} of up to {so.most_repeats}: the 95% CI is "
+                                        f"+-{cap.half_width:.0%}, wider than --precision {so.precision:.0%}")
+
     try:
         if backend.holds_many:
             up = [s for s in subjects if ready(s)]
             low = memory_note()
             if low:
                 on_event(Event(0, total, "host", "warning", low))
-            for s in up:
-                for r in range(1, so.repeats + 1):
+            while not prober.interrupted:
+                pairs = next_round(up, so, prober.spent_s, eta)
+                if not pairs:
+                    break
+                announce(pairs)
+                for s, r in pairs:
                     prober.start(s, r)
-            interleave([(s, r) for s in up for r in range(1, so.repeats + 1)], prober, rng)
+                interleave(pairs, prober, rng)
             if not prober.interrupted:
-                common_rate.probe_pairs([s for s in up if not s.failed], _capacity_rps, how.load, prober.rules,
+                common_rate.probe_pairs([s for s in up if not s.failed], _capacity_rps(so), how.load, prober.rules,
                                         seed=so.seed, say=lambda s, text: say(s, "comparing", text))
         else:
-            for r in range(1, so.repeats + 1):
-                for s in subjects if r % 2 else list(reversed(subjects)):
+            flip = False
+            while not prober.interrupted:
+                pairs = next_round([s for s in subjects if not s.failed], so, prober.spent_s, eta)
+                if not pairs:
+                    break
+                announce(pairs)
+                for s, r in pairs if not flip else list(reversed(pairs)):
                     if prober.interrupted:
                         break
                     if s.failed or not ready(s):
@@ -422,6 +353,7 @@ def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, 
                     prober.start(s, r)
                     interleave([(s, r)], prober, rng)
                     _teardown(backend, s)
+                flip = not flip
     except KeyboardInterrupt:
         prober.interrupted = True
     except Exception as err:
@@ -444,8 +376,32 @@ def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, 
     return [outcomes[c.id] for c in configs if c.id in outcomes], prober.interrupted
 
 
-def _capacity_rps(subject: Subject) -> float | None:
-    return combine([subject.found[r] for r in sorted(subject.found)]).rps if subject.found else None
+def next_round(subjects: Sequence[Subject], options: SearchOptions, spent_s: float,
+               eta: Eta) -> list[tuple[Subject, int]]:
+    """The next searches to run: every Config's first ``repeats``, then one more for each
+    Config whose capacity is still looser than ``precision`` (``SearchOptions.wants_more``),
+    none once the probing has taken ``budget_s``. A Config that gets no more is taken off
+    the ETA."""
+    pairs = []
+    over_budget = options.budget_s is not None and spent_s >= options.budget_s
+    for s in subjects:
+        done = len(s.searches)
+        if s.failed or s.settled:
+            continue
+        if done < options.repeats:
+            pairs.extend((s, r) for r in range(done + 1, options.repeats + 1))
+        elif not over_budget and options.wants_more(subject_capacity(s, options), done):
+            pairs.append((s, done + 1))
+        else:
+            s.settled = True
+            eta.drop(options.most_repeats - done)
+    return pairs
+
+
+def _capacity_rps(options: SearchOptions) -> Callable[[Subject], float | None]:
+    def rps(subject: Subject) -> float | None:
+        return subject_capacity(subject, options).rps if subject.found else None
+    return rps
 
 
 def _teardown(backend: Backend, subject: Subject) -> None:

@@ -18,9 +18,10 @@ from loadgen import flags
 from loadgen.options import OptionsError
 from loadgen.payload import PayloadError
 from sweep import display, provenance
-from sweep.capacity import SearchOptions, SearchSweep, bodies, run_search
+from sweep.capacity import SearchSweep, bodies, run_search
 from sweep.endpoints import Endpoint, ExternalBackend
 from sweep.loop import SweepError
+from sweep.plan import SearchOptions
 from sweep.search_flags import method_text, pop_search_flags, search_flags
 from sweep.status import is_complete, write_json
 from sweep.warmup import WarmupOptions
@@ -43,10 +44,11 @@ from tools.python.runpath import user_path
 def main(targets, slo_p99, slo_errors, require_rps, name, out_dir, **kwargs) -> None:
     """Find the highest rate an already running TF Serving endpoint serves within the SLO:
     constant-rate open-loop probes, each ended once its verdict is statistically clear,
-    bracketed and bisected to the resolution, repeated --repeats times."""
+    bracketed and bisected to the resolution, --repeats searches and more (up to --max-repeats)
+    while the 95% interval is wider than --precision; the capacity pools every probe."""
     echo = display.Display(sys.stderr)
     try:
-        search = SearchOptions(**{k: v for k, v in pop_search_flags(kwargs).items() if v is not None})
+        search = SearchOptions.given(pop_search_flags(kwargs))
         load = flags.resolve(flags.pop_generator_flags(kwargs))
         slo = Slo(p99_ms=parse_duration_ms(slo_p99, positive=True), error_rate=parse_fraction(slo_errors))
         endpoint = Endpoint(tuple(targets), name)

@@ -30,7 +30,7 @@ from loadgen.payload import PayloadError
 from sweep import backends, display, models, specs
 from sweep import loop as sweep_mod
 from sweep.agents import generators_up
-from sweep.capacity import fit_budget
+from sweep.plan import fit_budget
 from sweep.search_flags import method_text, pop_search_flags, search_flags
 from sweep.warmup import WarmupOptions
 from tools.python.runpath import user_path

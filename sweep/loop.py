@@ -28,8 +28,9 @@ from loadgen.run import RunOptions, run
 from loadgen.schedule import Profile
 from sweep import provenance, scrape
 from sweep.agents import Generators
-from sweep.capacity import Bodies, SearchOptions, SearchSweep, bodies, run_search
+from sweep.capacity import Bodies, SearchSweep, bodies, run_search
 from sweep.events import ConfigOutcome, Event, SweepOutcome
+from sweep.plan import SearchOptions
 from sweep.status import Status, fresh_dir, is_complete, write_json
 from sweep.warmup import WarmupOptions, warm_and_record
 

@@ -15,7 +15,7 @@ from deploy.spec import Config, NodeShape, Slo, Sweep
 from deploy.target import Target
 from loadgen.options import GeneratorOptions
 from serving.config import ServingConfig
-from sweep import capacity
+from sweep import capacity, plan
 from sweep import loop as sweep_mod
 from sweep.status import is_complete
 from sweep.warmup import WarmupOptions, settled
@@ -211,7 +211,7 @@ def test_an_error_inside_a_search_fails_that_config_and_not_the_sweep(server, tm
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(capacity, "run_probe", broken_probe)
-    options = _options(tmp_path, method="search", search=capacity.SearchOptions(saturation_s=0.5))
+    options = _options(tmp_path, method="search", search=plan.SearchOptions(saturation_s=0.5))
     events = []
     outcome = sweep_mod.run_sweep(_sweep("a"), FakeBackend(server), options, events.append)
     (o,) = outcome.outcomes

@@ -18,14 +18,13 @@ or against a simulation in a test.
 - An invalid probe (the generator fell behind) is repeated, at most ``max_invalid``
   times in a row; then the search gives up and says why.
 
-``combine`` turns R independent searches of one Config into a median with an interval.
+A Config's capacity over its searches pools all their probes (``sweep.estimate``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 from collections.abc import Callable, Generator, Sequence
 
 import numpy as np
@@ -180,46 +179,3 @@ def drive(gen: Generator[float, Outcome, Found], probe: Callable[[float], Outcom
 def _failed(lo: Outcome | None, hi: Outcome | None, probes: int, error: str) -> Found:
     low, high = lo.rate if lo else 0.0, hi.rate if hi else math.inf
     return Found(None, low, high, low, high, probes, False, error)
-
-
-@dataclasses.dataclass(frozen=True)
-class Capacity:
-    """A Config's capacity over its repeats: the median and an interval."""
-
-    rps: float | None
-    lo: float | None
-    hi: float | None
-    repeats: int  # searches that found a capacity
-    points: tuple[float, ...]
-    errors: tuple[str, ...] = ()
-
-
-# two-sided 95% Student t quantiles by degrees of freedom (1..9); normal beyond
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262)
-
-
-def combine(found: Sequence[Found]) -> Capacity:
-    """The median of the searches' points; the interval is the wider of the repeats' spread
-    (mean +- t s / sqrt(R)) and the median of the searches' own intervals, so one search
-    reports its own uncertainty and several report their disagreement too."""
-    ok = [f for f in found if f.capacity is not None]
-    errors = tuple(f.error for f in found if f.error)
-    if not ok:
-        return Capacity(None, None, None, 0, (), errors)
-    points = tuple(f.capacity for f in ok)
-    median = statistics.median(points)
-    lo = statistics.median(f.ci_lo for f in ok)
-    hi = statistics.median(f.ci_hi for f in ok)
-    if len(points) > 1:
-        t = _T95[len(points) - 2] if len(points) - 1 <= len(_T95) else 1.96
-        half = t * statistics.stdev(points) / math.sqrt(len(points))
-        mean = statistics.fmean(points)
-        lo, hi = min(lo, mean - half), max(hi, mean + half)
-    return Capacity(median, max(0.0, lo), hi, len(ok), points, errors)
-
-
-def tied(a: Capacity, b: Capacity) -> bool:
-    """Whether two capacities' intervals overlap (neither can be said to be higher)."""
-    if None in (a.lo, a.hi, b.lo, b.hi):
-        return False
-    return a.lo <= b.hi and b.lo <= a.hi

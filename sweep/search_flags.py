@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from formats.units import UnitError, parse_duration, parse_fraction
-from sweep.capacity import SearchOptions, expected_probes, plan_seconds
+from sweep.plan import SearchOptions, expected_probes, plan_seconds
 
 _DEFAULTS = SearchOptions()
 
@@ -32,8 +32,14 @@ def _seconds(ctx, param, value):
 
 # flag -> (SearchOptions field, click option kwargs)
 FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "--repeats": ("repeats", {"type": click.IntRange(min=1), "help": f"Independent searches per Config "
-                              f"(default {_DEFAULTS.repeats}); capacity is their median with an interval."}),
+    "--repeats": ("repeats", {"type": click.IntRange(min=1), "help": "Independent searches per Config at least "
+                              f"(default {_DEFAULTS.repeats}); the capacity pools all their probes, with a 95% "
+                              "interval."}),
+    "--max-repeats": ("max_repeats", {"type": click.IntRange(min=1), "help": "More searches, one at a time, up to "
+                                      "this many, for a Config whose interval is still wider than --precision "
+                                      f"(default {_DEFAULTS.max_repeats}; at least --repeats)."}),
+    "--precision": ("precision", {"callback": _fraction, "help": "Target half-width of a capacity's 95% interval "
+                                  f"(default {_DEFAULTS.precision:.0%}); 0: exactly --repeats searches."}),
     "--resolution": ("resolution", {"callback": _fraction, "help": "Stop bisecting when lowest FAIL / highest "
                                     f"PASS <= 1 + this (default {_DEFAULTS.resolution:.0%})."}),
     "--confidence": ("confidence", {"callback": _fraction, "help": "Confidence of each probe's verdict "
@@ -61,10 +67,13 @@ def method_text(method: str, options: SearchOptions, configs: int, given_up: lis
     """One line saying how Configs will be measured (and, for the search, about how long it takes)."""
     if method == "ramp":
         return "method: ramp (the seed study's method: one run of the spec's load profile per Config)"
-    text = (f"method: capacity search, {options.repeats} repeat(s) per Config, resolution "
+    repeats = (f"{options.repeats} search(es) per Config" if options.most_repeats == options.repeats else
+               f"{options.repeats} searches per Config, up to {options.most_repeats} while the 95% interval is "
+               f"wider than +-{options.precision:.0%}")
+    text = (f"method: capacity search, {repeats}, resolution "
             f"{options.resolution:.0%}, confidence {options.confidence:.0%}, probes "
             f"{options.min_probe_s}-{options.max_probe_s} s (~{expected_probes(options):.0f} per search): "
-            f"about {plan_seconds(configs, options) / 60:.0f} min of probing")
+            f"up to about {plan_seconds(configs, options) / 60:.0f} min of probing")
     if given_up:
         text += "; to fit --budget: " + ", ".join(given_up)
     return text

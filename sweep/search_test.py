@@ -4,7 +4,7 @@ import math
 import pytest
 
 from sweep.probe import Decision
-from sweep.search import Capacity, Found, Outcome, SearchRules, combine, crossing, drive, search, tied
+from sweep.search import Outcome, SearchRules, crossing, drive, search
 from sweep.verdict import FAIL, PASS
 
 
@@ -67,22 +67,6 @@ def test_crossing_interpolates_between_the_probes():
     assert 90.0 < point < 110.0 and lo <= 90.0 and hi >= 110.0
     one = crossing(outs[:1], 90.0, 110.0, 0.01)
     assert one == (math.sqrt(90.0 * 110.0), 90.0, 110.0)
-
-
-def test_combine_takes_the_median_and_widens_by_the_spread():
-    f = [Found(c, c * 0.99, c * 1.01, c * 0.98, c * 1.02, 5, True) for c in (100.0, 104.0, 96.0)]
-    cap = combine(f)
-    assert cap.rps == 100.0 and cap.repeats == 3
-    assert cap.lo < 96.0 * 0.98 and cap.hi > 104.0 * 1.02
-    single = combine(f[:1])
-    assert (single.lo, single.hi) == (98.0, 102.0)
-    assert combine([Found(None, 0.0, math.inf, 0.0, math.inf, 3, False, "x")]).rps is None
-
-
-def test_ties_are_overlapping_intervals():
-    a, b, c = Capacity(100, 95, 105, 1, ()), Capacity(103, 99, 108, 1, ()), Capacity(80, 75, 85, 1, ())
-    assert tied(a, b) and tied(b, a) and not tied(a, c)
-    assert not tied(a, Capacity(None, None, None, 0, ()))
 
 
 def test_a_nearly_flat_crossing_stays_near_the_probes():

@@ -14,8 +14,8 @@ from loadgen import flags
 from loadgen import payload as payload_mod
 from loadgen.options import GeneratorOptions, OptionsError
 from loadgen.payload import PayloadError
-from sweep.capacity import SearchOptions
 from sweep.loop import SweepError
+from sweep.plan import SearchOptions
 
 # The seed study's load: Locust, 150 users, +1 user/s, constant(1) wait, 5 minutes.
 SEED_PROFILE = {"kind": "ramp", "users": 150, "spawn_rate": 1.0, "per_user_rps": 1.0,
@@ -111,6 +111,8 @@ def method_options(profile: str, method: str | None, search: dict[str, Any],
         method = recorded.get("method") or "ramp"
         fields = {f.name for f in dataclasses.fields(SearchOptions)}
         kept = {k: v for k, v in (recorded.get("search") or {}).items() if k in fields}
+        if "repeats" in kept and "max_repeats" not in kept:  # recorded before searches for precision: exactly
+            kept.update(max_repeats=kept["repeats"], precision=0.0)
         return method, SearchOptions(**kept)
     if profile == "seed":
         if method == "search":
@@ -120,6 +122,6 @@ def method_options(profile: str, method: str | None, search: dict[str, Any],
     if method == "ramp" and given:
         raise SweepError(f"{', '.join('--' + k for k in sorted(given))}: search options, but the method is ramp")
     try:
-        return method, SearchOptions(**given)
+        return method, SearchOptions.given(given)
     except (TypeError, ValueError) as err:
         raise SweepError(f"search options: {err}") from None

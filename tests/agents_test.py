@@ -82,8 +82,12 @@ def _shares(recorded):
 
 
 def _options(url: str, rate: float, seconds: float) -> RunOptions:
+    # these tests are about sharing, merging and replacing agents, not about keeping a schedule
+    # on a busy machine: two agents, their workers, the test server and the API double share 2
+    # cores, and a full test run beside other builds lagged 37.7 ms p99 at 200 req/s. 100 ms
+    # still voids a run whose agent stalls (a killed one stops answering for seconds)
     return RunOptions(targets=(url + PATH,), profile=Profile(kind="constant", rate=rate, duration_s=seconds),
-                      payload="b64", max_in_flight=64, timeout_s=5.0, max_send_lag_ms=20.0)
+                      payload="b64", max_in_flight=64, timeout_s=5.0, max_send_lag_ms=100.0)
 
 
 def test_two_agents_share_the_schedule_and_merge_exactly(tmp_path):

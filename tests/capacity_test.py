@@ -18,9 +18,10 @@ import pytest
 
 from formats.slo import Slo
 from loadgen.options import GeneratorOptions
-from sweep.capacity import SearchOptions, SearchSweep, bodies, run_search
+from sweep.capacity import SearchSweep, bodies, run_search
 from sweep.endpoints import Endpoint, ExternalBackend
-from sweep.search import Capacity, tied
+from sweep.estimate import Capacity, tied
+from sweep.plan import SearchOptions
 from sweep.status import is_complete
 from sweep.warmup import WarmupOptions
 from tests.standin_server import running_standin, truth_capacity
@@ -44,7 +45,7 @@ def searched(tmp_path_factory):
         # this test alone on the machine, over the 3 ms then allowed: every probe was invalid
         load = GeneratorOptions(payload="b64")
         how = SearchSweep(out_dir=out, slo=SLO, load=load, warmup=WarmupOptions(),
-                          search=SearchOptions(repeats=1, max_probe_s=15, min_probe_s=13,
+                          search=SearchOptions(repeats=1, max_repeats=1, max_probe_s=15, min_probe_s=13,
                                                resolution=RESOLUTION, seed=3))
         events = []
         outcomes, interrupted = run_search(endpoints, ExternalBackend(), how, bodies("b64"),

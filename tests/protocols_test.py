@@ -22,8 +22,9 @@ from formats.slo import Slo
 from loadgen.options import GeneratorOptions
 from serving.config import ServingConfig
 from sweep import common_rate
-from sweep.capacity import SearchOptions, SearchSweep, bodies, run_search
-from sweep.search import Capacity, tied
+from sweep.capacity import SearchSweep, bodies, run_search
+from sweep.estimate import Capacity, tied
+from sweep.plan import SearchOptions
 from sweep.status import is_complete
 from sweep.warmup import WarmupOptions
 from tests.standin_server import running_standin, truth_capacity
@@ -70,7 +71,7 @@ def searched(tmp_path_factory):
         # get the same bound, and lag counts in the latency (corrected), so it cannot flatter one
         load = GeneratorOptions(payload="b64", max_send_lag_ms=10.0)
         how = SearchSweep(out_dir=out, slo=SLO, load=load, warmup=WarmupOptions(),
-                          search=SearchOptions(repeats=1, max_probe_s=15, min_probe_s=13,
+                          search=SearchOptions(repeats=1, max_repeats=1, max_probe_s=15, min_probe_s=13,
                                                resolution=RESOLUTION, seed=5))
         events = []
         outcomes, interrupted = run_search(configs, StandinBackend(rest, grpc), how, bodies("b64"),

@@ -172,7 +172,9 @@ def test_two_replicas_are_independent_queues(standin):
     assert one[0] < 1.5 * S
     assert zero.max() == pytest.approx(10 * S, abs=S / 2)
     _, _, sent, received = done[0]
-    assert received - sent < 1.5 * S
+    # as the client saw it: not behind replica 0's ten (10 S); a loaded machine added 12 ms to
+    # its S once, so the bound is well short of the shared queue's, not S itself
+    assert received - sent < 5 * S
 
 
 def test_keep_alive_and_pipelined_requests_are_answered_in_order(standin):

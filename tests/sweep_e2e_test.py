@@ -141,7 +141,7 @@ def test_killed_replica_is_recorded_and_the_sweep_goes_on(spec_path, models, tmp
 def test_the_default_method_searches_each_configs_capacity(spec_path, models, tmp_path):
     # short probes and a coarse resolution: this checks the wiring, not the statistics
     # (sweep/search_test.py and tests/capacity_test.py do)
-    result = _sweep(spec_path, models, tmp_path, "--probe-max", "13s", "--resolution", "20%")
+    result = _sweep(spec_path, models, tmp_path, "--probe-max", "13s", "--resolution", "20%", "--max-repeats", "2")
     assert result.exit_code == 0, result.output
     assert "method: capacity search" in result.output and "capacity " in result.output
     (sweep_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("s-")]

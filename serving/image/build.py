@@ -1,26 +1,24 @@
 """Builds and pushes the CPU-optimised TF Serving image and records its digest.
 
 Library half of `bazel run //serving:image`: the build arguments are rendered from an
-`ImageBuild` record, the model directory is hashed, `docker buildx build --push
---metadata-file` is run, and the registry digest it reports is written to the image lock
-(`deploy/images.lock.json`) with the build arguments and the model's hash.
+`ImageBuild` record, the model directory is hashed, the image is built and pushed by a
+builder (`serving.image.builder`: docker buildx, or buildah without a daemon), and the
+registry digest is written to the image lock (`deploy/images.lock.json`) with the build
+arguments and the model's hash.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import hashlib
-import json
-import os
 import shlex
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from serving.image import builder as builders
 from serving.image import lock
+from serving.image.builder import ImageBuildError
 
 DOCKERFILE = Path(__file__).with_name("Dockerfile")
 
@@ -30,10 +28,6 @@ CPU_OPTIONS = {
     "native": "--config=nativeopt",
     "release": "--config=release",
 }
-
-
-class ImageBuildError(RuntimeError):
-    """The image cannot be built or pushed here; the message says why and what to do."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,13 +41,12 @@ class ImageBuild:
     cpu_opt: str = "avx2"
     extra_build_options: tuple[str, ...] = ()
     bazel_options: str = "--local_ram_resources=2048"
-    runtime_base: str = "ubuntu:22.04"
+    runtime_base: str = "docker.io/library/ubuntu:22.04"
     platform: str = "linux/amd64"
     tag: str = ""
 
     def __post_init__(self) -> None:
-        if not self.repository or "@" in self.repository or ":" in self.repository.rsplit("/", 1)[-1]:
-            raise ImageBuildError(f"--repository {self.repository!r} must be REGISTRY/PATH without tag or digest")
+        builders.check_repository(self.repository)
         if self.cpu_opt not in CPU_OPTIONS:
             raise ImageBuildError(f"cpu_opt {self.cpu_opt!r} is not one of {', '.join(sorted(CPU_OPTIONS))}")
 
@@ -68,12 +61,7 @@ class ImageBuild:
 
 def model_sha256(model_dir: Path) -> str:
     """A content hash of a TF Serving model directory (relative paths and file bytes)."""
-    root = Path(model_dir)
-    h = hashlib.sha256()
-    for p in sorted(q for q in root.rglob("*") if q.is_file()):
-        h.update(p.relative_to(root).as_posix().encode() + b"\0")
-        h.update(hashlib.sha256(p.read_bytes()).digest())
-    return "sha256:" + h.hexdigest()
+    return builders.tree_sha256(model_dir)
 
 
 def check_model_dir(model_dir: Path) -> None:
@@ -92,59 +80,23 @@ def check_model_dir(model_dir: Path) -> None:
             raise ImageBuildError(f"{v} has no saved_model.pb")
 
 
+def devel_image(spec: ImageBuild) -> str:
+    """TF Serving's devel image: the sources and toolchain the image compiles from (fully
+    qualified, as builders without Docker's short-name default need)."""
+    return f"docker.io/tensorflow/serving:{spec.tfs_version}-devel"
+
+
 def build_args(spec: ImageBuild, model_hash: str) -> dict[str, str]:
     """The Dockerfile's build arguments for ``spec``."""
     return {
         "MODEL_NAME": spec.model_name,
         "MODEL_SHA256": model_hash,
         "RUNTIME_BASE": spec.runtime_base,
-        "TFS_DEVEL_IMAGE": f"tensorflow/serving:{spec.tfs_version}-devel",
+        "TFS_DEVEL_IMAGE": devel_image(spec),
         "TFS_VERSION": spec.tfs_version,
         "TF_SERVING_BAZEL_OPTIONS": spec.bazel_options,
         "TF_SERVING_BUILD_OPTIONS": spec.build_options,
     }
-
-
-def build_command(
-    spec: ImageBuild, args: dict[str, str], context: Path, metadata_file: Path, docker: str = "docker"
-) -> list[str]:
-    """The `docker buildx build --push` command line."""
-    cmd = [docker, "buildx", "build", "--platform", spec.platform, "--file", str(context / "Dockerfile")]
-    for k in sorted(args):
-        cmd += ["--build-arg", f"{k}={args[k]}"]
-    cmd += [
-        "--tag",
-        f"{spec.repository}:{spec.effective_tag}",
-        "--metadata-file",
-        str(metadata_file),
-        "--push",
-        str(context),
-    ]
-    return cmd
-
-
-def preflight(docker: str = "docker", run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> None:
-    """Fails with one clear message when Docker, buildx or a daemon is missing."""
-    exe = shutil.which(docker)
-    if exe is None:
-        raise ImageBuildError(
-            f"cannot build the image: no `{docker}` on PATH. Install Docker (with the buildx "
-            "plugin) and log in to the target registry, then re-run."
-        )
-    problems = []
-    r = run([exe, "buildx", "version"], capture_output=True, text=True)
-    if r.returncode != 0:
-        problems.append("the docker buildx plugin is not installed (`docker buildx version` failed)")
-    r = run([exe, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
-    if r.returncode != 0 or not r.stdout.strip():
-        host = os.environ.get("DOCKER_HOST", "the default socket")
-        problems.append(f"no Docker daemon answers at {host} (`docker info` failed)")
-    if problems:
-        raise ImageBuildError(
-            "cannot build the image: " + "; ".join(problems) + ". The image needs a Docker "
-            "daemon with buildx and push access to a registry; nothing was built and the lock "
-            "is unchanged."
-        )
 
 
 def prepare_context(spec: ImageBuild, dest: Path) -> Path:
@@ -155,18 +107,6 @@ def prepare_context(spec: ImageBuild, dest: Path) -> Path:
     return dest
 
 
-def read_digest(metadata_file: Path) -> str:
-    """The pushed manifest digest from buildx's --metadata-file."""
-    try:
-        meta = json.loads(Path(metadata_file).read_text())
-        digest = meta["containerimage.digest"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ImageBuildError(
-            f"the build finished but {metadata_file} holds no containerimage.digest; was the image pushed (--push)?"
-        ) from None
-    if not lock.DIGEST_RE.match(digest):
-        raise ImageBuildError(f"buildx reported an unexpected digest {digest!r}")
-    return digest
 
 
 def build_and_push(
@@ -174,36 +114,31 @@ def build_and_push(
     *,
     lock_path: Path,
     lock_name: str,
-    docker: str = "docker",
+    builder: builders.Builder,
     dry_run: bool = False,
     echo: Callable[[str], None] = print,
 ) -> lock.LockedImage | None:
     """Builds, pushes and records the image; returns the lock entry (None on a dry run)."""
     check_model_dir(spec.model_dir)
     model_hash = model_sha256(spec.model_dir)
-    args = build_args(spec, model_hash)
     with tempfile.TemporaryDirectory(prefix="servesweep-image-") as tmp:
-        context = Path(tmp) / "context"
-        metadata = Path(tmp) / "metadata.json"
-        cmd = build_command(spec, args, context, metadata, docker=docker)
+        request = builders.BuildRequest(context=Path(tmp) / "context", repository=spec.repository,
+                                        tag=spec.effective_tag, build_args=build_args(spec, model_hash),
+                                        platform=spec.platform)
         if dry_run:
-            echo(shlex.join(cmd))
+            for cmd in builder.commands(request, Path(tmp)):
+                echo(shlex.join(cmd))
             return None
-        preflight(docker)
-        prepare_context(spec, context)
-        echo(f"building {spec.repository}:{spec.effective_tag} (this compiles TF Serving: hours)")
-        r = subprocess.run(cmd)
-        if r.returncode != 0:
-            raise ImageBuildError(f"docker buildx build failed with exit status {r.returncode}")
-        digest = read_digest(metadata)
-    entry = lock.LockedImage(
-        repository=spec.repository,
-        digest=digest,
-        tag=spec.effective_tag,
-        build_args=args,
-        model={"name": spec.model_name, "sha256": model_hash},
-        built_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    )
-    lock.update_lock(lock_path, lock_name, entry)
-    echo(f"pushed {entry.ref}; recorded as {lock_name!r} in {lock_path}")
-    return entry
+        bases = (devel_image(spec), spec.runtime_base)
+        try:
+            builder.check_pullable(bases)
+        except ImageBuildError as e:
+            raise ImageBuildError(
+                f"cannot build the image: {e}. The TF Serving image compiles tensorflow_model_server FROM "
+                f"{bases[0]} (TF Serving's sources and toolchain) and runs FROM {bases[1]}; where their "
+                "registry cannot be reached (a machine that reaches only PyPI and Debian, say) this image "
+                f"cannot be built: build it where it can; {builders.NOTHING_DONE}") from None
+        prepare_context(spec, request.context)
+        echo(f"building {request.target} with {builder.name} (this compiles TF Serving: hours)")
+        return builders.publish(builder, request, Path(tmp), lock_path=lock_path, lock_name=lock_name,
+                                model={"name": spec.model_name, "sha256": model_hash}, echo=echo)

@@ -1,11 +1,11 @@
 import os
-import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from serving.image import build, lock
+from serving.image import build, builder, lock
+from serving.image.fakes import fake_buildah, fake_docker
 
 DIGEST = "sha256:" + "c" * 64
 
@@ -28,7 +28,7 @@ def test_build_args_carry_cpu_options_and_model_hash(model_dir):
     h = build.model_sha256(model_dir)
     args = build.build_args(spec, h)
     assert args["TF_SERVING_BUILD_OPTIONS"] == "--config=release --copt=-mavx2 --copt=-mfma --copt=-O3"
-    assert args["TFS_DEVEL_IMAGE"] == "tensorflow/serving:2.19.0-devel"
+    assert args["TFS_DEVEL_IMAGE"] == "docker.io/tensorflow/serving:2.19.0-devel"
     assert args["MODEL_SHA256"] == h and args["MODEL_NAME"] == "resnet"
     native = build.build_args(_spec(model_dir, cpu_opt="native"), h)
     assert native["TF_SERVING_BUILD_OPTIONS"] == "--config=nativeopt"
@@ -39,16 +39,6 @@ def test_every_build_arg_is_declared_in_the_dockerfile(model_dir):
     for name in build.build_args(_spec(model_dir), "sha256:x"):
         assert f"ARG {name}" in text, name
     assert "TF_ENABLE_ONEDNN_OPTS=1" in text
-
-
-def test_command_pushes_with_metadata(model_dir, tmp_path):
-    spec = _spec(model_dir, tag="t1")
-    cmd = build.build_command(spec, {"B": "2", "A": "1"}, tmp_path / "ctx", tmp_path / "m.json")
-    assert cmd[:3] == ["docker", "buildx", "build"]
-    assert "--push" in cmd and cmd[cmd.index("--metadata-file") + 1] == str(tmp_path / "m.json")
-    assert cmd[cmd.index("--tag") + 1] == "reg.example/proj/tfs:t1"
-    assert [cmd[i + 1] for i, c in enumerate(cmd) if c == "--build-arg"] == ["A=1", "B=2"]
-    assert cmd[-1] == str(tmp_path / "ctx")
 
 
 def test_model_hash_follows_content(model_dir):
@@ -69,42 +59,12 @@ def test_model_dir_needs_a_version(tmp_path):
         build.check_model_dir(tmp_path / "m")
 
 
-def _fake_docker(tmp_path, *, daemon=True, buildx=True, digest=DIGEST):
-    """A stand-in `docker` executable that records its argv and fakes a push."""
-    script = tmp_path / "bin" / "docker"
-    script.parent.mkdir()
-    log = tmp_path / "docker.log"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'echo "$@" >> {log}\n'
-        'if [ "$1" = info ]; then ' + ("echo 28.2; exit 0" if daemon else "exit 1") + "; fi\n"
-        'if [ "$1 $2" = "buildx version" ]; then ' + ("exit 0" if buildx else "exit 1") + "; fi\n"
-        'while [ $# -gt 0 ]; do if [ "$1" = --metadata-file ]; then '
-        f'printf \'{{"containerimage.digest": "{digest}"}}\' > "$2"; fi; shift; done\n'
-    )
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return script, log
-
-
-def test_preflight_without_daemon_or_buildx_says_so(tmp_path):
-    docker, _ = _fake_docker(tmp_path, daemon=False, buildx=False)
-    with pytest.raises(build.ImageBuildError) as e:
-        build.preflight(str(docker))
-    assert "buildx" in str(e.value) and "daemon" in str(e.value) and "lock is unchanged" in str(e.value)
-
-
-def test_preflight_without_docker(tmp_path):
-    with pytest.raises(build.ImageBuildError, match="no `nodocker-here` on PATH"):
-        build.preflight("nodocker-here")
-
-
 def test_build_records_digest_in_lock(model_dir, tmp_path):
-    docker, log = _fake_docker(tmp_path)
+    docker, log = fake_docker(tmp_path, digest=DIGEST)
     lock_path = tmp_path / "images.lock.json"
     lock.update_lock(lock_path, "other", lock.LockedImage(repository="r/o", digest="sha256:" + "d" * 64))
-    entry = build.build_and_push(
-        _spec(model_dir), lock_path=lock_path, lock_name="tfs", docker=str(docker), echo=lambda s: None
-    )
+    entry = build.build_and_push(_spec(model_dir), lock_path=lock_path, lock_name="tfs",
+                                 builder=builder.Buildx(docker=str(docker)), echo=lambda s: None)
     assert entry.ref == f"reg.example/proj/tfs@{DIGEST}"
     got = lock.read_lock(lock_path)
     assert set(got) == {"other", "tfs"}
@@ -113,16 +73,24 @@ def test_build_records_digest_in_lock(model_dir, tmp_path):
     assert "buildx build" in log.read_text()
 
 
-def test_failed_preflight_leaves_lock_alone(model_dir, tmp_path):
-    docker, _ = _fake_docker(tmp_path, daemon=False)
+def test_with_buildah_an_unreachable_tf_serving_base_is_said_plainly(model_dir, tmp_path):
+    """buildah pulls the bases first: where Docker Hub cannot be reached, nothing is built."""
+    fake, log = fake_buildah(tmp_path, pull_error="Error: initializing source docker://tensorflow/serving:2.19.0"
+                                                  "-devel: pinging container registry registry-1.docker.io: "
+                                                  "no such host")
     lock_path = tmp_path / "images.lock.json"
-    with pytest.raises(build.ImageBuildError):
-        build.build_and_push(_spec(model_dir), lock_path=lock_path, lock_name="tfs", docker=str(docker))
+    with pytest.raises(builder.ImageBuildError) as e:
+        build.build_and_push(_spec(model_dir), lock_path=lock_path, lock_name="tfs",
+                             builder=builder.Buildah(buildah=str(fake)), echo=lambda s: None)
+    said = str(e.value)
+    assert said.startswith("cannot build the image: buildah cannot pull docker.io/tensorflow/serving:2.19.0-devel")
+    assert "no such host" in said and "TF Serving's sources and toolchain" in said and "lock is unchanged" in said
     assert not lock_path.exists()
+    assert " bud " not in log.read_text()  # nothing was built
 
 
 def test_cli_on_this_machine_stops_with_a_clear_message(model_dir, tmp_path):
-    """The CLI never shows a traceback: here either docker is missing or has no daemon."""
+    """The CLI never shows a traceback: with no builder on PATH it says what to install."""
     env = dict(os.environ, PATH=str(tmp_path / "empty"), BUILD_WORKSPACE_DIRECTORY=str(tmp_path))
     r = subprocess.run(
         [os.sys.executable, "-m", "serving.image.cli", "--repository", "reg/p/tfs", "--model-dir", str(model_dir)],
@@ -133,4 +101,5 @@ def test_cli_on_this_machine_stops_with_a_clear_message(model_dir, tmp_path):
     )
     assert r.returncode == 2
     assert r.stderr.startswith("error: cannot build the image") and "Traceback" not in r.stderr
+    assert "apt-get install buildah" in r.stderr
     assert not (tmp_path / "deploy" / "images.lock.json").exists()

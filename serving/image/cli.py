@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
 import click
 
-from serving.image import build, lock
+from serving.image import build, cli_options
 from tools.python.runpath import user_path
-
-
-def _workspace_file(p: str) -> Path:
-    """A repository file (the image lock): relative paths are against the workspace root."""
-    path = Path(p)
-    if path.is_absolute():
-        return path
-    return Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY", os.getcwd())) / path
 
 
 @click.command()
@@ -54,7 +42,8 @@ def _workspace_file(p: str) -> Path:
 @click.option(
     "--lock", "lock_file", default="deploy/images.lock.json", show_default=True, help="Lock file, workspace-relative."
 )
-@click.option("--dry-run", is_flag=True, help="Print the docker command and stop.")
+@cli_options.builder_options
+@click.option("--dry-run", is_flag=True, help="Print the build commands and stop.")
 def main(
     repository,
     model_dir,
@@ -67,10 +56,12 @@ def main(
     tag,
     platform,
     lock_file,
+    builder_name,
+    work_dir,
     dry_run,
 ) -> None:
     """Build the CPU-optimised TF Serving image, push it, and record its digest."""
-    try:
+    with cli_options.stopping_cleanly():
         spec = build.ImageBuild(
             repository=repository,
             model_dir=user_path(model_dir),
@@ -82,19 +73,16 @@ def main(
             platform=platform,
             tag=tag,
         )
-        build.build_and_push(
-            spec,
-            lock_path=_workspace_file(lock_file),
-            lock_name=lock_name,
-            dry_run=dry_run,
-            echo=click.echo,
-        )
-    except (build.ImageBuildError, lock.ImageLockError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("interrupted; the lock is unchanged", err=True)
-        sys.exit(130)
+        with cli_options.work_dir(work_dir) as work:
+            chosen = cli_options.chosen_builder(builder_name, work, click.echo)
+            build.build_and_push(
+                spec,
+                lock_path=cli_options.workspace_file(lock_file),
+                lock_name=lock_name,
+                builder=chosen,
+                dry_run=dry_run,
+                echo=click.echo,
+            )
 
 
 if __name__ == "__main__":

@@ -148,3 +148,17 @@ def resolve(images: Mapping[str, LockedImage], name: str, *, lock_path: str = ""
             f"`bazel run //serving:image -- --name {name} --repository REGISTRY/REPO "
             f"--model-dir DIR`, which records its digest"
         ) from None
+
+
+def unchanged(images: Mapping[str, LockedImage], name: str, recorded_ref: str, *, lock_path: str = "") -> LockedImage:
+    """The locked image ``name`` when it is still ``recorded_ref`` (the image a recorded run
+    used); else ImageLockError naming both, so a rerun never measures with another image."""
+    now = resolve(images, name, lock_path=lock_path)
+    if now.ref != recorded_ref:
+        where = f" in {lock_path}" if lock_path else ""
+        raise ImageLockError(
+            f"the image locked as {name!r}{where} changed since the run was recorded: it ran {recorded_ref}, "
+            f"the lock now holds {now.ref}. A rerun would measure with another image: restore the lock the "
+            "run was recorded with, or start a new sweep"
+        )
+    return now

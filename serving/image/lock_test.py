@@ -77,3 +77,15 @@ def test_resolve_missing_names_the_fix():
 )
 def test_is_pinned(ref, pinned):
     assert lock.is_pinned(ref) is pinned
+
+
+def test_a_rerun_keeps_the_image_it_recorded(tmp_path):
+    images = {"gen": _img(D1)}
+    assert lock.unchanged(images, "gen", f"reg.example/p/tfs@{D1}") == images["gen"]
+    with pytest.raises(lock.ImageLockError) as e:
+        lock.unchanged({"gen": _img(D2)}, "gen", f"reg.example/p/tfs@{D1}", lock_path="l.json")
+    said = str(e.value)
+    assert f"it ran reg.example/p/tfs@{D1}, the lock now holds reg.example/p/tfs@{D2}" in said
+    assert "'gen' in l.json changed" in said
+    with pytest.raises(lock.ImageLockError, match="no image 'gen'"):
+        lock.unchanged({}, "gen", f"reg.example/p/tfs@{D1}")

@@ -10,6 +10,7 @@ PY_SRCS = [
     "//deploy:py_srcs",
     "//formats:py_srcs",
     "//loadgen:py_srcs",
+    "//loadgen/image:py_srcs",
     "//model:py_srcs",
     "//serving:py_srcs",
     "//serving/image:py_srcs",

@@ -9,11 +9,11 @@ import shutil
 import pytest
 
 
-def required_tool(*names: str, what: str, install: str) -> str:
-    """The path of the first of ``names`` on PATH; else skip (fail under CI=true), saying
-    ``what`` is missing and how to ``install`` it."""
+def required_tool(*names: str, what: str, install: str, path: str | None = None) -> str:
+    """The path of the first of ``names`` on PATH (or ``path``); else skip (fail under
+    CI=true), saying ``what`` is missing and how to ``install`` it."""
     for name in names:
-        found = shutil.which(name)
+        found = shutil.which(name, path=path)
         if found:
             return found
     if os.environ.get("CI") == "true":
