@@ -71,6 +71,7 @@ class GeneratorJob:
     sweep_id: str
     cpu: int = 2  # per agent: request = limit
     memory_gb: float = 2.0
+    locked: bool = False  # the image is the lock's LOCK_NAME entry (a rerun then holds the lock to it)
 
     def __post_init__(self) -> None:
         if self.count < 1 or self.cpu < 1 or not self.memory_gb > 0:

@@ -66,7 +66,8 @@ class Generators:
 
     def record(self) -> dict:
         """sweep.json's "generators"."""
-        return {"count": self.count, "image": self.job.job.image, "job": generators.JOB_NAME,
+        return {"count": self.count, "image": self.job.job.image, "locked": self.job.job.locked,
+                "job": generators.JOB_NAME,
                 "namespace": self.job.namespace, "cpu": self.job.job.cpu, "memory_gb": self.job.job.memory_gb}
 
     def run(self, options: RunOptions, out_dir: str, **kw) -> RunResult:

@@ -77,16 +77,22 @@ def make_backend(sweep: Sweep, kind: str, *, models: Path, workdir: Path,
 
 def generator_spec(sweep: Sweep, count: int, image: str | None, *, allow_tags: bool,
                    recorded: dict | None = None) -> Any:
-    """The agents (``deploy.generators.GeneratorJob``): ``count`` of ``image`` (default: a
-    rerun's recorded image, else the image lock's ``servesweep-loadgen``), refused
-    (SweepError) unless pinned by digest (or ``allow_tags``), before the cluster is touched."""
+    """The agents (``deploy.generators.GeneratorJob``): ``count`` of ``image``, else of a
+    rerun's recorded image (refused when it came from the image lock and the lock now
+    holds another), else of the lock's ``servesweep-loadgen``; refused (SweepError) unless
+    pinned by digest (or ``allow_tags``), before the cluster is touched."""
     from deploy import generators, spec
     from deploy.render import RenderError
 
-    image = image or (recorded or {}).get("image")
+    recorded = recorded or {}
+    lock = spec.lock_file(sweep)
     try:
-        ref = generators.generator_image(spec.lock_file(sweep), image, allow_tags=allow_tags)
-        return generators.GeneratorJob(count=count, image=ref, sweep_id=sweep.id)
+        if image is None and recorded.get("image") and recorded.get("locked"):
+            ref, locked = generators.rerun_image(recorded["image"], lock), True
+        else:
+            given = image or recorded.get("image")
+            ref, locked = generators.generator_image(lock, given, allow_tags=allow_tags), given is None
+        return generators.GeneratorJob(count=count, image=ref, sweep_id=sweep.id, locked=locked)
     except RenderError as err:
         raise SweepError(str(err)) from None
 

@@ -69,3 +69,28 @@ def test_an_unpinned_generator_image_is_refused():
     agents = backends.generator_spec(seed, 2, None, allow_tags=False, recorded=recorded)  # a rerun's
     assert agents.count == 2 and agents.sweep_id == seed.id and agents.image == recorded["image"]
     assert backends.generator_job(seed, Backend(), agents).job == agents
+
+
+def test_a_rerun_of_locked_agents_is_refused_once_the_lock_holds_another_image(tmp_path):
+    import yaml
+
+    from deploy import spec
+    from serving.image import lock
+
+    first, second = ("reg.example/p/servesweep-loadgen@sha256:" + c * 64 for c in "ab")
+    lock_file = tmp_path / "images.lock.json"
+    lock.update_lock(lock_file, "tfs-resnet-cpu", lock.LockedImage("reg.example/p/tfs", "sha256:" + "e" * 64))
+    lock.update_lock(lock_file, "servesweep-loadgen", lock.LockedImage(*first.split("@")))
+    doc = yaml.safe_load(Path("deploy/sweeps/seed-gke-e2.yaml").read_text())
+    doc["image"] = {"name": "tfs-resnet-cpu", "lock": "images.lock.json"}
+    seed = spec.parse_sweep(doc, source=str(tmp_path / "seed.yaml"), base_dir=tmp_path)
+    agents = backends.generator_spec(seed, 2, None, allow_tags=False)  # from the lock
+    assert agents.image == first and agents.locked
+    recorded = {"count": 2, "image": first, "locked": True}
+    assert backends.generator_spec(seed, 2, None, allow_tags=False, recorded=recorded).image == first
+    lock.update_lock(lock_file, "servesweep-loadgen", lock.LockedImage(*second.split("@")))
+    with pytest.raises(SweepError, match="changed since the run was recorded"):
+        backends.generator_spec(seed, 2, None, allow_tags=False, recorded=recorded)
+    # an image given by hand is the user's word (and so is one a run was given)
+    assert backends.generator_spec(seed, 2, first, allow_tags=False, recorded=recorded).image == first
+    assert not backends.generator_spec(seed, 2, None, allow_tags=False, recorded={"image": first}).locked
