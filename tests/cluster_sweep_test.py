@@ -9,8 +9,8 @@ each replica's metrics through the pod proxy around each probe. One agent pod is
 in the middle of the second probe. Then the same Config's capacity is searched again from
 this process alone (one generator, a URL per replica), and both are held to the truth.
 
-Time: about 4 minutes (two searches of 15 s probes at 10% resolution, as
-tests/capacity_test.py, plus a warm-up of at least 10 s through the agents).
+Time: about 5 minutes (the capacity of each, searched with 15 s probes at 10% resolution
+as tests/capacity_test.py, plus warm-ups of at least 10 s through the agents).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from formats.slo import Slo
 from loadgen import recorder
 from loadgen.options import GeneratorOptions
 from loadgen.recorder import Interval
-from sweep.agents import generators_up
+from sweep.agents import Generators, generators_up
 from sweep.capacity import SearchOptions, SearchSweep, bodies, run_search
 from sweep.endpoints import Endpoint, ExternalBackend
 from sweep.status import is_complete
@@ -80,7 +80,7 @@ class Recording:
         answer = self.link.call(method, path, body, timeout)
         run = urllib.parse.urlsplit(path).path.split("/")[2] if path.startswith("/runs/") else None
         if method == "POST" and path.endswith("/go") and self.index == 0:
-            self.job.order.append(run)  # the runs in the order they started
+            self.job.runs[self.job.out_dir] = run  # the run that started, for the run directory
         if method == "GET" and run is not None:
             seconds = self.job.seconds.setdefault(run, {}).setdefault(self.index, {})
             seconds.update((w["t_s"], w) for w in answer["intervals"])  # polls may overlap
@@ -93,7 +93,8 @@ class RecordingJob:
 
     def __init__(self, job: agents.GeneratorJob, api: KubeApiDouble) -> None:
         self.inner, self.api = job, api
-        self.order: list[str] = []
+        self.out_dir = ""  # the run directory of the run the sweep is starting (Witness.run)
+        self.runs: dict[str, str] = {}  # run directory -> the agents' run id
         self.seconds: dict[str, dict[int, dict[int, dict]]] = {}
         self.killed: str | None = None
 
@@ -104,14 +105,15 @@ class RecordingJob:
         return [Recording(link, i, self) for i, link in enumerate(self.inner.links(**kw))]
 
     def on_poll(self, agent: Recording, run: str, answer: dict) -> None:
-        # warm-up and first guess are runs 0 and 1: the probes follow
         if (self.killed is None and agent.index == 1 and answer["intervals"]
-                and self.order.index(run) == 1 + KILLED_PROBE):
+                and self.out_dir.endswith(f"probes/1-{KILLED_PROBE}")):
             self.killed = agent.link.pod
             self.api.pods[("servesweep", agent.link.pod)][1].kill()  # the agent and its worker
 
-    def union(self, run: str) -> tuple[list[int], recorder.HdrHistogram]:
-        """What each agent sent in ``run``, and the union of their corrected histograms."""
+    def union(self, out_dir) -> tuple[list[int], recorder.HdrHistogram]:
+        """What each agent sent in the run written to ``out_dir``, and the union of their
+        corrected histograms."""
+        run = self.runs[str(out_dir)]
         union, sent = recorder.new_histogram(), []
         for index in sorted(self.seconds[run]):
             seconds = [Interval.from_wire(w) for w in self.seconds[run][index].values()]
@@ -119,6 +121,14 @@ class RecordingJob:
             for iv in seconds:
                 union.add(iv.hists["corrected"])
         return sent, union
+
+
+class Witness(Generators):
+    """The sweep's Generators, telling the recording job which run directory each run is for."""
+
+    def run(self, options, out_dir, **kw):
+        self.job.out_dir = str(out_dir)
+        return super().run(options, out_dir, **kw)
 
 
 def _agent_pod(api_ref: list):
@@ -169,7 +179,7 @@ def swept(tmp_path_factory):
             count=2, image="reg.example/p/loadgen@sha256:" + "a" * 64, sweep_id=sweep.id),
             ready_timeout_s=60.0, poll_s=0.05), api)
         with generators_up(job, on_problem=problems.append) as gens:
-            config_dir, record = _search(sweep.configs, backend, tmp / "agents", gens)
+            config_dir, record = _search(sweep.configs, backend, tmp / "agents", Witness(gens.job))
         left = api.kinds()
         replaced, pods_left = api.replaced, len(api.pods)
     assert problems == [] and pods_left == 0 and left == ["Namespace/servesweep"]  # Job, Service, Config: gone
@@ -239,10 +249,10 @@ def _replica_counts(config_dir, probe_dir):
 def test_each_agent_sent_every_second_arrival_and_the_merge_is_exact(swept):
     config_dir, _, _, job, _ = swept
     rows = [r for r in _probes(config_dir) if r["valid"] == "1"]
-    assert len(job.order) == 2 + len(_probes(config_dir))  # warm-up, first guess, then each probe
+    assert {str(config_dir / "warmup"), str(config_dir / "guess")} <= set(job.runs)  # through the agents too
     for row in rows:
         run = json.loads((config_dir / row["dir"] / "run.json").read_text())
-        sent, union = job.union(job.order[1 + int(row["probe"])])
+        sent, union = job.union(config_dir / row["dir"])
         assert run["options"]["workers"] == 2 and len(sent) == 2 and sum(sent) == run["totals"]["sent"]
         # agent k sends arrivals k, k+2, ... and arrival i goes to replica i mod 2 (the pod IPs,
         # sorted): each agent's arrivals all reached one replica, and each replica one agent's

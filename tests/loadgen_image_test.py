@@ -153,7 +153,7 @@ def test_the_job_is_rendered_from_the_locked_digest(built):
                         "--generators", "2", "--allow-tags"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert f"2 generator agents ({built.entry.ref})" in r.stdout
-    (job,) = yaml.safe_load_all((out / "generators" / "job.yaml").read_text())
+    (job,) = [o for o in yaml.safe_load_all((out / "generators" / "job.yaml").read_text()) if o["kind"] == "Job"]
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == built.entry.ref
     overlays = [d for d in out.iterdir() if d.name != "base" and (d / "kustomization.yaml").is_file()]
     assert len(overlays) == 15  # the seed sweep's Configs
