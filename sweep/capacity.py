@@ -223,7 +223,7 @@ class Prober:
 def finish_subject(subject: Subject, backend: Backend, *, slo: Slo, options: SearchOptions,
                    load: GeneratorOptions, complete: bool) -> Capacity:
     """Scrape, write run.json and status.json for a Config whose searches are over."""
-    cap = subject_capacity(subject, options)
+    cap = subject_capacity(subject, options.probe_rules(slo))
     if subject.target is not None and subject.before:
         after = subject.after or scrape.scrape_all(subject.read)
         subject.status.problems.extend(scrape.record(subject.dir / SERVER_METRICS_FILE,
@@ -244,11 +244,10 @@ def finish_subject(subject: Subject, backend: Backend, *, slo: Slo, options: Sea
     return cap
 
 
-def subject_capacity(subject: Subject, options: SearchOptions) -> Capacity:
+def subject_capacity(subject: Subject, rules: ProbeRules) -> Capacity:
     """The Config's capacity so far: every search it finished, every probe they ran."""
-    rules = options.search_rules()
     return estimate.capacity([subject.found[r] for r in sorted(subject.found)], subject.outcomes, p=rules.p,
-                             confidence=options.confidence)
+                             confidence=rules.confidence, bound_s=rules.latency_ms / 1000.0)
 
 
 def interleave(pairs: list[tuple[Subject, int]], prober: Prober, rng: random.Random) -> None:
@@ -317,7 +316,7 @@ def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, 
     def announce(pairs: list[tuple[Subject, int]]) -> None:
         for subject, repeat in pairs:
             if repeat > so.repeats:
-                cap = subject_capacity(subject, so)
+                cap = subject_capacity(subject, prober.rules)
                 say(subject, "probing", f"search {repeat} of up to {so.most_repeats}: the 95% CI is "
                                         f"+-{cap.half_width:.0%}, wider than --precision {so.precision:.0%}")
 
@@ -328,7 +327,7 @@ def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, 
             if low:
                 on_event(Event(0, total, "host", "warning", low))
             while not prober.interrupted:
-                pairs = next_round(up, so, prober.spent_s, eta)
+                pairs = next_round(up, so, prober.rules, prober.spent_s, eta)
                 if not pairs:
                     break
                 announce(pairs)
@@ -336,12 +335,13 @@ def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, 
                     prober.start(s, r)
                 interleave(pairs, prober, rng)
             if not prober.interrupted:
-                common_rate.probe_pairs([s for s in up if not s.failed], _capacity_rps(so), how.load, prober.rules,
-                                        seed=so.seed, say=lambda s, text: say(s, "comparing", text))
+                common_rate.probe_pairs([s for s in up if not s.failed], _capacity_rps(prober.rules), how.load,
+                                        prober.rules, seed=so.seed, say=lambda s, text: say(s, "comparing", text))
         else:
             flip = False
             while not prober.interrupted:
-                pairs = next_round([s for s in subjects if not s.failed], so, prober.spent_s, eta)
+                pairs = next_round([s for s in subjects if not s.failed], so, prober.rules, prober.spent_s,
+                                   eta)
                 if not pairs:
                     break
                 announce(pairs)
@@ -376,7 +376,7 @@ def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, 
     return [outcomes[c.id] for c in configs if c.id in outcomes], prober.interrupted
 
 
-def next_round(subjects: Sequence[Subject], options: SearchOptions, spent_s: float,
+def next_round(subjects: Sequence[Subject], options: SearchOptions, rules: ProbeRules, spent_s: float,
                eta: Eta) -> list[tuple[Subject, int]]:
     """The next searches to run: every Config's first ``repeats``, then one more for each
     Config whose capacity is still looser than ``precision`` (``SearchOptions.wants_more``),
@@ -390,7 +390,7 @@ def next_round(subjects: Sequence[Subject], options: SearchOptions, spent_s: flo
             continue
         if done < options.repeats:
             pairs.extend((s, r) for r in range(done + 1, options.repeats + 1))
-        elif not over_budget and options.wants_more(subject_capacity(s, options), done):
+        elif not over_budget and options.wants_more(subject_capacity(s, rules), done):
             pairs.append((s, done + 1))
         else:
             s.settled = True
@@ -398,9 +398,9 @@ def next_round(subjects: Sequence[Subject], options: SearchOptions, spent_s: flo
     return pairs
 
 
-def _capacity_rps(options: SearchOptions) -> Callable[[Subject], float | None]:
+def _capacity_rps(rules: ProbeRules) -> Callable[[Subject], float | None]:
     def rps(subject: Subject) -> float | None:
-        return subject_capacity(subject, options).rps if subject.found else None
+        return subject_capacity(subject, rules).rps if subject.found else None
     return rps
 
 

@@ -15,7 +15,9 @@ clustering of its exceedances), and the fraction over rises with rate as
     logit f(r) = logit(1 - p) + b (log r - log c)
 
 where c is the capacity (the rate at which f = 1 - p) and b > 0 the steepness. (c, b) are
-fitted by maximum likelihood on a grid; the dispersion phi (Pearson chi-square over K - 2
+fitted by maximum likelihood on a grid, b held near what heavy-traffic queueing expects
+for the SLO's bound (``slope_prior``) so that a few bursts cannot draw the line flat or
+vertical; the dispersion phi (Pearson chi-square over K - 2
 probes, at least 1) says how much more the probes scatter than that; the interval holds
 every c whose profile deviance is within phi * t^2 (K - 2 degrees of freedom, 95% by
 default), and its lower end is never above the highest PASS. With fewer than three probes
@@ -40,6 +42,7 @@ SPAN = 1.25  # probes within this factor of the bracket's middle are pooled (wid
 EDGE = math.log(1.35)  # the crossing is looked for this far (log rate) beyond the pooled probes
 STEP = 0.001  # grid step in log rate (0.1%)
 SLOPES = np.exp(np.linspace(math.log(2.0), math.log(200.0), 61))  # steepness b, log-spaced
+PRIOR_SD = 0.7  # of log b around what heavy-traffic queueing expects (slope_prior): a factor 2 either way
 # two-sided Student t quantiles by degrees of freedom (1..30); normal beyond
 _T = {0.95: (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
              2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
@@ -69,7 +72,7 @@ class Crossing:
 
 
 def pooled_crossing(outcomes: Sequence[Outcome], allowed: float, around: tuple[float, float],
-                    confidence: float = 0.95) -> Crossing | None:
+                    confidence: float = 0.95, bound_s: float | None = None) -> Crossing | None:
     """The long-run crossing of ``allowed`` (1 - p) from the valid probes within SPAN of
     ``around`` (a bracket: highest PASS, lowest FAIL); None when they cannot say (fewer than
     three, or the best fit lies at the edge of what they span: no rise to fit)."""
@@ -86,6 +89,8 @@ def pooled_crossing(outcomes: Sequence[Outcome], allowed: float, around: tuple[f
     grid = np.arange(x.min() - EDGE, x.max() + EDGE + STEP / 2, STEP)
     eta = base + SLOPES[None, :, None] * (x[None, None, :] - grid[:, None, None])  # (c, b, probe)
     ll = (k * eta - n * np.logaddexp(0.0, eta)).sum(axis=2)
+    if bound_s is not None:
+        ll = ll - slope_prior(mid * bound_s)[None, :]
     profile = ll.max(axis=1)
     i = int(np.argmax(profile))
     if i in (0, grid.size - 1):
@@ -103,6 +108,17 @@ def pooled_crossing(outcomes: Sequence[Outcome], allowed: float, around: tuple[f
     while right < grid.size - 1 and inside[right + 1]:
         right += 1
     return Crossing(math.exp(grid[i]), math.exp(grid[left]), math.exp(grid[right]), b, phi, len(used))
+
+
+def slope_prior(arrivals_per_bound: float) -> np.ndarray:
+    """The penalty (negative log density) on each of SLOPES: log b normal around
+    1.5 x the arrivals in one latency bound, sd PRIOR_SD. Heavy-traffic queueing (Kingman:
+    P(wait > t) ~ exp(-2 (mu - lambda) t / (ca^2 + cs^2))) makes d log f / d log rate about
+    lambda * t to 2 lambda * t near capacity; the stand-ins' fits land there (ResNet50's
+    scale, 13 arrivals a bound: 17-24). Two or three probes can otherwise draw a line
+    nearly flat or nearly vertical through the bursts, and put the crossing anywhere."""
+    center = math.log(max(1.5 * arrivals_per_bound, SLOPES[0]))
+    return 0.5 * ((np.log(SLOPES) - center) / PRIOR_SD) ** 2
 
 
 def _inflation(o: Outcome) -> float:
@@ -139,7 +155,7 @@ class Capacity:
 
 
 def capacity(found: Sequence[Found], outcomes: Sequence[Outcome], *, p: float = 0.99,
-             confidence: float = 0.95) -> Capacity:
+             confidence: float = 0.95, bound_s: float | None = None) -> Capacity:
     """A Config's capacity from its searches (``found``) and every probe they ran
     (``outcomes``): the pooled crossing, or the searches' own when it cannot say."""
     ok = [f for f in found if f.capacity is not None]
@@ -148,7 +164,7 @@ def capacity(found: Sequence[Found], outcomes: Sequence[Outcome], *, p: float = 
         return Capacity(None, None, None, 0, (), errors)
     points = tuple(f.capacity for f in ok)
     highest_pass = max(f.lo for f in ok)
-    fit = pooled_crossing(outcomes, 1.0 - p, (min(f.lo for f in ok), max(f.hi for f in ok)), confidence)
+    fit = pooled_crossing(outcomes, 1.0 - p, (min(f.lo for f in ok), max(f.hi for f in ok)), confidence, bound_s)
     if fit is None:
         lo = min(f.ci_lo for f in ok)
         hi = max(f.ci_hi for f in ok)

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from sweep.estimate import POOLED, SEARCHES, Capacity, capacity, pooled_crossing, t_quantile, tied
+from sweep.estimate import POOLED, SEARCHES, SLOPES, Capacity, capacity, pooled_crossing, slope_prior, t_quantile, tied
 from sweep.probe import Decision
 from sweep.search import Found, Outcome
 from sweep.verdict import FAIL, PASS
@@ -97,3 +97,14 @@ def test_t_quantiles():
     assert t_quantile(10, 0.9) == pytest.approx(1.645, abs=1e-3)  # untabled levels use the normal
     with pytest.raises(ValueError):
         t_quantile(0)
+
+
+def test_the_slope_prior_steadies_weak_evidence_and_yields_to_strong():
+    rates = [46.0, 48.0, 49.0, 51.0, 52.0, 55.0]
+    # 50 req/s and a 1 s bound: heavy-traffic queueing expects b near 1.5 x 50 x 1 = 75
+    strong = pooled_crossing(_logistic(50.0, 24.0, rates), 0.01, (49.0, 51.0), bound_s=1.0)
+    assert strong.slope == pytest.approx(24.0, rel=0.1) and strong.point == pytest.approx(50.0, rel=0.003)
+    weak = _logistic(50.0, 24.0, rates, requests=60)  # ~1 over the bound a probe
+    free, held = pooled_crossing(weak, 0.01, (49.0, 51.0)), pooled_crossing(weak, 0.01, (49.0, 51.0), bound_s=1.0)
+    assert abs(math.log(held.slope / 75.0)) < abs(math.log(free.slope / 75.0))
+    assert slope_prior(50.0).argmin() == abs(SLOPES - 75.0).argmin()

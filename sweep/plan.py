@@ -17,7 +17,7 @@ from sweep.search import SearchRules
 class SearchOptions:
     repeats: int = 2  # searches per Config at least
     # ... and up to max_repeats while the 95% interval is wider than +-precision: at ResNet50's time
-    # scale (p99 <= 1 s) two searches leave it at ~+-26%, four at ~+-15% (bench/search:spread)
+    # scale (p99 <= 1 s) two searches leave it at ~+-21%, four at ~+-13% (bench/search:spread)
     max_repeats: int = 4
     precision: float = 0.10  # 0: exactly ``repeats`` searches
     resolution: float = 0.03

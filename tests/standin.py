@@ -155,7 +155,8 @@ def simulated_capacity(service_s: float, replicas: int, rules, options, guesses,
         return outcome
 
     while True:
-        cap = estimate.capacity(found, outcomes, p=rules.p, confidence=options.confidence)
+        cap = estimate.capacity(found, outcomes, p=rules.p, confidence=rules.confidence,
+                                bound_s=rules.latency_ms / 1000.0)
         if not options.wants_more(cap, len(found)):
             return cap
         found.append(drive(search(next(guesses), options.search_rules()), probe)[0])
