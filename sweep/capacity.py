@@ -112,7 +112,7 @@ class ProbeEvent:
 
 
 def capacity_record(subject: Subject, cap: Capacity, *, slo: Slo, options: SearchOptions,
-                    load: GeneratorOptions, complete: bool) -> dict:
+                    load: GeneratorOptions, complete: bool, generators: dict | None = None) -> dict:
     """The Config's run.json for the search method."""
     target = subject.target
     reasons = [f"repeat {r}: {f.error}" for r, f in sorted(subject.found.items()) if f.error]
@@ -134,6 +134,7 @@ def capacity_record(subject: Subject, cap: Capacity, *, slo: Slo, options: Searc
         "probes": sum(subject.probes.values()),
         "best_pass": subject.best_pass,
         "common_probe": subject.common_probe,
+        "generators": generators,  # the in-cluster agents every probe went through (image by digest), or None
         "started_at": subject.started, "ended_at": now_utc(), "duration_s": round(subject.seconds, 3),
         "complete": complete,
         "totals": subject.totals or {"scheduled": 0, "sent": 0, "ok": 0, "errors": 0, "error_classes": {}},
@@ -221,7 +222,7 @@ class Prober:
 
 
 def finish_subject(subject: Subject, backend: Backend, *, slo: Slo, options: SearchOptions,
-                   load: GeneratorOptions, complete: bool) -> Capacity:
+                   load: GeneratorOptions, complete: bool, generators: dict | None = None) -> Capacity:
     """Scrape, write run.json and status.json for a Config whose searches are over."""
     cap = subject_capacity(subject, options.probe_rules(slo))
     if subject.target is not None and subject.before:
@@ -231,7 +232,8 @@ def finish_subject(subject: Subject, backend: Backend, *, slo: Slo, options: Sea
     if subject.log.imbalanced:
         subject.status.problems.append(scrape.imbalanced_probes(subject.log.imbalanced))
     subject.status.problems.extend(backend.problems(subject.config))
-    record = capacity_record(subject, cap, slo=slo, options=options, load=load, complete=complete)
+    record = capacity_record(subject, cap, slo=slo, options=options, load=load, complete=complete,
+                             generators=generators)
     write_json(subject.dir / RUN_FILE, record)
     subject.log.close()
     if not complete:
@@ -364,7 +366,8 @@ def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, 
         for s in subjects:
             t0 = time.monotonic()
             capacity = finish_subject(s, backend, slo=how.slo, options=so, load=how.load,
-                                      complete=not prober.interrupted)
+                                      complete=not prober.interrupted,
+                                      generators=how.agents.record() if how.agents is not None else None)
             _teardown(backend, s)
             s.status.timed("teardown", t0)
             state = s.status.state

@@ -201,6 +201,12 @@ def test_both_capacities_agree_with_each_other_and_the_truth(swept):
         assert c["lo"] <= truth * (1 + RESOLUTION) and c["hi"] >= truth * (1 - RESOLUTION), (c, truth)
 
 
+def test_the_configs_run_json_names_the_generator_image_by_digest(swept):
+    _, record, single, _, _ = swept
+    assert record["generators"]["image"] == "reg.example/p/loadgen@sha256:" + "a" * 64
+    assert record["generators"]["count"] == 2 and single["generators"] is None
+
+
 def _rows(path, schema):
     with open(path, newline="") as f:
         assert f.readline().strip() == f"# {schema}"
