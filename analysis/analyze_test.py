@@ -104,8 +104,9 @@ def test_tied_recommendation_says_so_in_words(search_analysis):
     assert rec.name == "cpu1x2" and set(rec.tied) == {"s-1a2b3c4d5e", "s-2b3c4d5e6f"}
     assert rec.text.startswith("cpu1x2 (s-1a2b3c4d5e) serves 30.5 req/s (95% CI 29.4–31.5) within the SLO "
                                "(p99 <= 1000 ms, errors <= 1%).")
-    assert ("cpu1x2 and cpu1x2-batch are tied within noise (their 95% CIs overlap); cpu1x2 is chosen because it "
-            "costs less per million requests (0.53 vs 0.56 USD).") in rec.text
+    assert ("cpu1x2 and cpu1x2-batch are tied within noise (their 95% CIs overlap); they cost the same per hour "
+            "(0.0580 USD/h), so only their capacity point estimates, which differ within noise, separate them; "
+            "cpu1x2 is chosen by its higher point estimate.") in rec.text
 
 
 def test_untied_recommendation_states_the_margin(tmp_path):

@@ -63,7 +63,12 @@ def method_text(sweep: dict[str, Any]) -> str | None:
         return method_label(method)
     words = []
     if rules.get("repeats") is not None:
-        words.append(f"{rules['repeats']} repeat(s)")
+        most = rules.get("max_repeats")
+        if isinstance(most, int) and most > rules["repeats"] and isinstance(rules.get("precision"), (int, float)):
+            words.append(f"{rules['repeats']} searches per Config, up to {most} while the 95% interval is wider "
+                         f"than +-{rules['precision']:.0%}")
+        else:
+            words.append(f"{rules['repeats']} search{'es' if rules['repeats'] != 1 else ''} per Config")
     if isinstance(rules.get("resolution"), (int, float)):
         words.append(f"resolution {rules['resolution']:.0%}")
     if isinstance(rules.get("confidence"), (int, float)):

@@ -22,4 +22,8 @@ def test_git_and_method():
     assert method_text({"method": "ramp"}) == "the seed's method (ramp)"
     assert method_text({"method": "search", "search": {"repeats": 2, "resolution": 0.03, "confidence": 0.95,
                                                        "min_probe_s": 13, "max_probe_s": 40}}) == (
-        "capacity search (2 repeat(s), resolution 3%, confidence 95%, probes 13-40 s)")
+        "capacity search (2 searches per Config, resolution 3%, confidence 95%, probes 13-40 s)")
+    assert method_text({"method": "search", "search": {"repeats": 2, "max_repeats": 4, "precision": 0.1}}) == (
+        "capacity search (2 searches per Config, up to 4 while the 95% interval is wider than +-10%)")
+    assert method_text({"method": "search", "search": {"repeats": 1, "max_repeats": 1}}) == (
+        "capacity search (1 search per Config)")

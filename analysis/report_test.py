@@ -94,7 +94,7 @@ def test_search_report_states_method_ties_and_host(search_report):
     # host facts as a two-column table, not a dict's repr
     assert '<table id="host">' in html and "<th>CPU model</th><td>AMD EPYC 7B13</td>" in html
     assert "<th>usable CPUs</th><td>8 (CPU 0-7)</td>" in html and "{&#x27;hostname" not in html
-    assert "capacity search (1 repeat(s), resolution 3%, confidence 95%, probes 13-40 s)" in html
+    assert "capacity search (1 search per Config, resolution 3%, confidence 95%, probes 13-40 s)" in html
     md = search_report.summary_md.read_text()
     assert "| cpu1x2 | capacity search | yes | 30.5 | 29.4–31.5 | yes | 5 |" in md
     assert "| CPU model | AMD EPYC 7B13 |" in md and "figures/probes.png" in md

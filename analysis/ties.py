@@ -83,6 +83,14 @@ def _cost_words(a: pd.Series, b: pd.Series) -> str:
     return f"at {ca:.4f} vs {cb:.4f} USD/h"
 
 
+def _distinct_digits(value: float, others: list[float]) -> int:
+    """The fewest decimals (2 to 4) at which `value` reads differently from each of `others`."""
+    for digits in (2, 3):
+        if all(f"{value:.{digits}f}" != f"{o:.{digits}f}" for o in others):
+            return digits
+    return 4
+
+
 def choose(rows: pd.DataFrame, slo_text: str) -> tuple[pd.Series, tuple[str, ...], str]:
     """The recommendation without a target rate when intervals exist: (winner, the config_ids
     tied with the best, the sentence saying how sure it is). `rows` are the eligible Configs."""
@@ -96,13 +104,19 @@ def choose(rows: pd.DataFrame, slo_text: str) -> tuple[pd.Series, tuple[str, ...
         head = f"{winner['name']} ({winner['config_id']}) serves {capacity_text(winner)} within the SLO ({slo_text})."
         ties = names([str(n) for n in by_cost["name"]])
         usd = float(winner["usd_per_million"])
+        per_hour = float(winner["cost_per_hour"])
         if all(math.isclose(usd, float(u), rel_tol=1e-6) for u in others["usd_per_million"]):
             why = (f"they cost the same per million requests ({usd:.2f} USD); {winner['name']} is chosen by its "
                    "higher capacity point estimate")
+        elif all(math.isclose(per_hour, float(c), rel_tol=1e-9) for c in others["cost_per_hour"]):
+            why = (f"they cost the same per hour ({per_hour:.4f} USD/h), so only their capacity point estimates, "
+                   f"which differ within noise, separate them; {winner['name']} is chosen by its higher point "
+                   "estimate")
         else:
-            rest = ", ".join(f"{float(u):.2f}" for u in others["usd_per_million"])
+            digits = _distinct_digits(usd, [float(u) for u in others["usd_per_million"]])
+            rest = ", ".join(f"{float(u):.{digits}f}" for u in others["usd_per_million"])
             why = (f"{winner['name']} is chosen because it costs less per million requests "
-                   f"({usd:.2f} vs {rest} USD)")
+                   f"({usd:.{digits}f} vs {rest} USD)")
         return winner, tied_ids, f"{head} {ties} are tied within noise (their {CI_LABEL}s overlap); {why}."
     winner = order.iloc[0]
     head = f"{winner['name']} ({winner['config_id']}) serves {capacity_text(winner)} within the SLO ({slo_text})"

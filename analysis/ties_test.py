@@ -67,15 +67,26 @@ def test_untied_at_different_costs_says_both_costs():
     assert "100% ± 7% more than small" in text and "at 2.0000 vs 1.0000 USD/h" in text
 
 
-def test_tied_goes_to_the_cheapest_per_million_requests():
-    # same USD/h, overlapping intervals: b has the lower point, so it costs more per request
+def test_tied_at_the_same_cost_per_hour_says_only_the_point_estimate_separates_them():
+    # same USD/h, overlapping intervals: b has the lower point, so it costs more per request, within noise
     t = table([("b", "cpu1x2-batch", 29.8, 29.0, 31.0, 1.0), ("a", "cpu1x2", 30.1, 29.4, 30.8, 1.0),
                ("c", "cpu2x1", 25.0, 24.0, 26.0, 1.0)])
     winner, tied, text = choose(t, "s")
     assert winner["config_id"] == "a" and set(tied) == {"a", "b"}
-    usd_a, usd_b = 1.0 / (30.1 * 3600) * 1e6, 1.0 / (29.8 * 3600) * 1e6
-    assert ("cpu1x2 and cpu1x2-batch are tied within noise (their 95% CIs overlap); cpu1x2 is chosen because it "
-            f"costs less per million requests ({usd_a:.2f} vs {usd_b:.2f} USD).") in text
+    assert ("cpu1x2 and cpu1x2-batch are tied within noise (their 95% CIs overlap); they cost the same "
+            "per hour (1.0000 USD/h), so only their capacity point estimates, which differ within noise, separate "
+            "them; cpu1x2 is chosen by its higher point estimate.") in text
+
+
+def test_tied_at_different_costs_shows_enough_digits_to_tell_them_apart():
+    # USD/1M: a 1e6 / (30.1 * 3600) = 9.2284; b 1.01e6 / (30.3 * 3600) = 9.2593: equal at 1 decimal, not 2
+    t = table([("a", "one", 30.1, 29.0, 31.0, 1.0), ("b", "two", 30.3, 29.4, 30.8, 1.01)])
+    winner, _, text = choose(t, "s")
+    assert winner["config_id"] == "a" and "costs less per million requests (9.23 vs 9.26 USD)" in text
+    # 1e6 / (482 * 3600) = 0.5763 vs 1.002e6 / (482.5 * 3600) = 0.5768: alike at 2 decimals, not at 3
+    t = table([("a", "one", 482.0, 470.0, 490.0, 1.0), ("b", "two", 482.5, 475.0, 488.0, 1.002)])
+    winner, _, text = choose(t, "s")
+    assert winner["config_id"] == "a" and "costs less per million requests (0.576 vs 0.577 USD)" in text
 
 
 def test_tied_and_cheaper_per_hour_wins_even_with_a_lower_point():
