@@ -35,6 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sweep.search import Found, Outcome
+from sweep.verdict import PASS
 
 POOLED, SEARCHES = "pooled", "searches"  # how a capacity was estimated (run.json capacity.method)
 OVERLOAD = 0.5  # probes with more over the bound than this are past the curve the model draws
@@ -77,14 +78,18 @@ def pooled_crossing(outcomes: Sequence[Outcome], allowed: float, around: tuple[f
     ``around`` (a bracket: highest PASS, lowest FAIL); None when they cannot say (fewer than
     three, or the best fit lies at the edge of what they span: no rise to fit)."""
     mid = math.sqrt(around[0] * around[1])
-    used = [o for o in outcomes if o.valid and o.decision.requests > 0 and mid / SPAN <= o.rate <= mid * SPAN
-            and o.fraction <= OVERLOAD]
+    near = [o for o in outcomes if o.valid and o.decision.requests > 0 and mid / SPAN <= o.rate <= mid * SPAN]
+    top_pass = max((o.rate for o in near if o.decision.outcome == PASS), default=0.0)
+    # deep overload above every PASS is past the curve; at or below a PASS it contradicts it (the
+    # machine changed between probes) and stays, as a fraction of OVERLOAD, so the spread shows
+    used = [o for o in near if o.fraction <= OVERLOAD or o.rate <= top_pass]
     if len(used) < 3 or len({o.rate for o in used}) < 2:
         return None
     x = np.log([o.rate for o in used])
     infl = np.array([_inflation(o) for o in used])
-    n = np.array([o.decision.requests for o in used], dtype=np.float64) / infl
-    k = np.array([o.decision.over for o in used], dtype=np.float64) / infl
+    requests = np.array([o.decision.requests for o in used], dtype=np.float64)
+    n = requests / infl
+    k = np.minimum(np.array([o.decision.over for o in used], dtype=np.float64), OVERLOAD * requests) / infl
     base = math.log(allowed / (1.0 - allowed))
     grid = np.arange(x.min() - EDGE, x.max() + EDGE + STEP / 2, STEP)
     eta = base + SLOPES[None, :, None] * (x[None, None, :] - grid[:, None, None])  # (c, b, probe)

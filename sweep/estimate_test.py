@@ -44,6 +44,22 @@ def test_only_probes_near_the_bracket_and_not_overloaded_are_pooled():
                            (49.0, 51.0)).probes == 3
 
 
+def test_deep_overload_below_a_pass_is_kept_and_widens_the_interval():
+    # cpu2x1's probes in a real ResNet50 sweep on this 2-core machine (rate, requests, over, inflation):
+    # the first search crossed between 28.3 and 29.1 req/s, the second, later, between 25.8 and 26.4,
+    # failing deeply at 26.4 and 27.5 (the machine had slowed). Left out as "past the curve", those two
+    # made a tight 27.1-30.4 that the next sweep (24.7, 22.3-25.9) did not repeat.
+    first = [(34.4, 259, 239, 19.19), (27.52, 1013, 0, 18.91), (30.77, 1081, 165, 81.02), (29.10, 1024, 13, 23.98),
+             (28.30, 1024, 0, 20.54)]
+    second = [(34.4, 257, 257, 1.0), (27.52, 249, 163, 24.27), (13.76, 523, 0, 5.30), (19.46, 712, 0, 16.24),
+              (23.14, 856, 0, 36.32), (25.24, 883, 0, 11.72), (26.35, 222, 186, 13.81), (25.79, 940, 0, 27.17)]
+    outs = [_probe(r, n, k, infl) for r, n, k, infl in first + second]
+    fit = pooled_crossing(outs, 0.01, (25.79, 29.10), bound_s=1.0)
+    assert fit.probes == 9  # 34.4 twice is above every PASS: left out; 26.35 and 27.52 (below 28.30) stay
+    assert fit.dispersion > 3.0
+    assert fit.lo <= 25.79 and fit.hi >= 28.30  # both searches' crossings lie inside
+
+
 def test_inflated_or_scattered_evidence_widens_the_interval():
     rates = [46.0, 48.0, 49.0, 51.0, 52.0, 55.0]
     clean = pooled_crossing(_logistic(50.0, 24.0, rates, requests=2000), 0.01, (49.0, 51.0))
