@@ -54,7 +54,9 @@ class Drift:
                 f"over {self.probes} probes in {self.span_min:.0f} min) {direction} {abs(self.change):.0%} from the "
                 f"sweep's first third to its last ({self.first:.2f} -> {self.last:.2f}).")
         if not self.notable:
-            return said + " The machine stayed steady."
+            return said + (" The servers' cost per request stayed steady; that does not rule out changes that"
+                           " leave it alone (scheduling, other tenants), which show as intervals wider than the"
+                           " searches' own.")
         return (said + " The machine was not in a steady state: probes made while it was "
                 + ("slower read lower capacities, and a rerun in a steadier state will read higher ones."
                    if self.change < 0 else "faster read higher capacities than later ones."))
