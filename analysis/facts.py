@@ -7,6 +7,7 @@ from typing import Any
 
 from analysis.analyze import method_label
 from analysis.results import SEARCH
+from formats.results import searches_words
 
 # host key -> heading, in display order (sweep.provenance.host_facts writes these)
 HOST_LABELS = {"hostname": "hostname", "cpu_model": "CPU model", "cores": "cores", "usable_cpus": "usable CPUs",
@@ -63,12 +64,9 @@ def method_text(sweep: dict[str, Any]) -> str | None:
         return method_label(method)
     words = []
     if rules.get("repeats") is not None:
-        most = rules.get("max_repeats")
-        if isinstance(most, int) and most > rules["repeats"] and isinstance(rules.get("precision"), (int, float)):
-            words.append(f"{rules['repeats']} searches per Config, up to {most} while the 95% interval is wider "
-                         f"than +-{rules['precision']:.0%}")
-        else:
-            words.append(f"{rules['repeats']} search{'es' if rules['repeats'] != 1 else ''} per Config")
+        most, precision = rules.get("max_repeats"), rules.get("precision")
+        words.append(searches_words(rules["repeats"], most if isinstance(most, int) else None,
+                                    precision if isinstance(precision, (int, float)) else None))
     if isinstance(rules.get("resolution"), (int, float)):
         words.append(f"resolution {rules['resolution']:.0%}")
     if isinstance(rules.get("confidence"), (int, float)):

@@ -76,9 +76,13 @@ def names(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def _same_per_hour(a: pd.Series, b: pd.Series) -> bool:
+    return math.isclose(float(a["cost_per_hour"]), float(b["cost_per_hour"]), rel_tol=1e-9)
+
+
 def _cost_words(a: pd.Series, b: pd.Series) -> str:
     ca, cb = float(a["cost_per_hour"]), float(b["cost_per_hour"])
-    if math.isclose(ca, cb, rel_tol=1e-9):
+    if _same_per_hour(a, b):
         return "at the same cost"
     return f"at {ca:.4f} vs {cb:.4f} USD/h"
 
@@ -104,12 +108,11 @@ def choose(rows: pd.DataFrame, slo_text: str) -> tuple[pd.Series, tuple[str, ...
         head = f"{winner['name']} ({winner['config_id']}) serves {capacity_text(winner)} within the SLO ({slo_text})."
         ties = names([str(n) for n in by_cost["name"]])
         usd = float(winner["usd_per_million"])
-        per_hour = float(winner["cost_per_hour"])
         if all(math.isclose(usd, float(u), rel_tol=1e-6) for u in others["usd_per_million"]):
             why = (f"they cost the same per million requests ({usd:.2f} USD); {winner['name']} is chosen by its "
                    "higher capacity point estimate")
-        elif all(math.isclose(per_hour, float(c), rel_tol=1e-9) for c in others["cost_per_hour"]):
-            why = (f"they cost the same per hour ({per_hour:.4f} USD/h), so only their capacity point estimates, "
+        elif all(_same_per_hour(winner, o) for _, o in others.iterrows()):
+            why = (f"they cost the same per hour ({float(winner['cost_per_hour']):.4f} USD/h), so only their capacity point estimates, "
                    f"which differ within noise, separate them; {winner['name']} is chosen by its higher point "
                    "estimate")
         else:

@@ -78,3 +78,12 @@ def protocol_pairs(config_records: Sequence[dict | None]) -> list[tuple[int, int
 LOWEST_US = 1
 HIGHEST_US = 60_000_000
 SIGNIFICANT_FIGURES = 3
+
+
+def searches_words(repeats: int, most: int | None = None, precision: float | None = None) -> str:
+    """sweep.json's ``search`` repeats in words: "2 searches per Config, up to 4 while the 95%
+    interval is wider than +-10%", or "1 search per Config" when no more are run for precision."""
+    if most is not None and most > repeats and precision is not None:
+        return (f"{repeats} searches per Config, up to {most} while the 95% interval is wider than "
+                f"+-{precision:.0%}")
+    return f"{repeats} search{'es' if repeats != 1 else ''} per Config"

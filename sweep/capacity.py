@@ -363,11 +363,11 @@ def run_search(configs: Sequence[Measured], backend: Backend, how: SearchSweep, 
             if len(s.found) < so.repeats and not s.failed:
                 s.failed = f"the sweep stopped on {type(err).__name__}: {err}"
     finally:
+        generators = how.agents.record() if how.agents is not None else None
         for s in subjects:
             t0 = time.monotonic()
             capacity = finish_subject(s, backend, slo=how.slo, options=so, load=how.load,
-                                      complete=not prober.interrupted,
-                                      generators=how.agents.record() if how.agents is not None else None)
+                                      complete=not prober.interrupted, generators=generators)
             _teardown(backend, s)
             s.status.timed("teardown", t0)
             state = s.status.state

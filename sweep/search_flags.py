@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from formats.results import searches_words
 from formats.units import UnitError, parse_duration, parse_fraction
 from sweep.plan import SearchOptions, expected_probes, plan_seconds
 
@@ -67,9 +68,7 @@ def method_text(method: str, options: SearchOptions, configs: int, given_up: lis
     """One line saying how Configs will be measured (and, for the search, about how long it takes)."""
     if method == "ramp":
         return "method: ramp (the seed study's method: one run of the spec's load profile per Config)"
-    repeats = (f"{options.repeats} search(es) per Config" if options.most_repeats == options.repeats else
-               f"{options.repeats} searches per Config, up to {options.most_repeats} while the 95% interval is "
-               f"wider than +-{options.precision:.0%}")
+    repeats = searches_words(options.repeats, options.most_repeats, options.precision)
     text = (f"method: capacity search, {repeats}, resolution "
             f"{options.resolution:.0%}, confidence {options.confidence:.0%}, probes "
             f"{options.min_probe_s}-{options.max_probe_s} s (~{expected_probes(options):.0f} per search): "
