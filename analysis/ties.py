@@ -112,9 +112,9 @@ def choose(rows: pd.DataFrame, slo_text: str) -> tuple[pd.Series, tuple[str, ...
             why = (f"they cost the same per million requests ({usd:.2f} USD); {winner['name']} is chosen by its "
                    "higher capacity point estimate")
         elif all(_same_per_hour(winner, o) for _, o in others.iterrows()):
-            why = (f"they cost the same per hour ({float(winner['cost_per_hour']):.4f} USD/h), so only their capacity point estimates, "
-                   f"which differ within noise, separate them; {winner['name']} is chosen by its higher point "
-                   "estimate")
+            why = (f"they cost the same per hour ({float(winner['cost_per_hour']):.4f} USD/h), so only their "
+                   f"capacity point estimates, which differ within noise, separate them; {winner['name']} is chosen "
+                   "by its higher point estimate")
         else:
             digits = _distinct_digits(usd, [float(u) for u in others["usd_per_million"]])
             rest = ", ".join(f"{float(u):.{digits}f}" for u in others["usd_per_million"])
